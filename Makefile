@@ -1,0 +1,36 @@
+# bonescan: the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test venv system-deps datastore clean-datastore
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24,<27"
+	$(PY) -m pip install --quiet --no-deps -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check | grep -vE "requires (sam2|torchvision)" || true
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	bash scripts/install_system_deps.sh
+
+datastore: $(STAMP)
+	$(PY) scripts/make_datastore.py --studies datastore
+
+run: $(STAMP) datastore
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/monailabel start_server \
+		--app apps/bonescan --studies datastore --host $(HOST) --port $(PORT)
+
+test: $(STAMP) system-deps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests
+
+clean-datastore:
+	rm -rf datastore/*.dcm datastore/labels datastore/.lock datastore/datastore_v2.json

@@ -1,0 +1,30 @@
+"""TaskConfig of the case-level ResNet34 classifier."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional, Union
+
+from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.train import TrainTask
+
+from bonescan.networks import CLASSIFIER_LABELS, build_classifier
+from lib.configs.common import weight_paths
+from lib.infers import ClassificationInfer
+
+logger = logging.getLogger(__name__)
+
+
+class Classification(TaskConfig):
+    def init(self, name: str, model_dir: str, conf: Dict[str, str], planner: Any, **kwargs):
+        super().init(name, model_dir, conf, planner, **kwargs)
+        self.labels = CLASSIFIER_LABELS
+        self.path = weight_paths(model_dir, name)
+        self.network = build_classifier()
+
+    def infer(self) -> Union[InferTask, Dict[str, InferTask]]:
+        return {self.name: ClassificationInfer(path=self.path, network=self.network)}
+
+    def trainer(self) -> Optional[TrainTask]:
+        return None  # the trainer arrives with the diagnosis models

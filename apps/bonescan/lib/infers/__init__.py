@@ -1,0 +1,5 @@
+from lib.infers.base import BoneScanInferTask, ModelNotTrainedError
+from lib.infers.classification import ClassificationInfer
+from lib.infers.segmentation import SegmentationInfer
+
+__all__ = ["BoneScanInferTask", "ModelNotTrainedError", "ClassificationInfer", "SegmentationInfer"]

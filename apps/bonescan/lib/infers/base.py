@@ -1,0 +1,52 @@
+"""What every bonescan infer task does before and around MONAI Label's BasicInferTask.
+
+Two guarantees the stock task does not give: a bad study file is refused with the readers'
+clear message before anything else happens, and a model without trained weights answers
+"not trained yet" instead of silently running a randomly initialised network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional
+
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+from bonescan.io import read_study
+from lib.transforms.loading import STUDY_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotTrainedError(RuntimeError):
+    """The model has no published weights yet (the server answers HTTP 503)."""
+
+
+class BoneScanInferTask(BasicInferTask):
+    def is_valid(self) -> bool:
+        # Listed in /info even before training, so clients see every model; __call__ says 503.
+        return True
+
+    def is_trained(self) -> bool:
+        return any(p and os.path.exists(p) for p in self.path)
+
+    def info(self) -> Dict[str, Any]:
+        info = super().info()
+        info["trained"] = self.is_trained()
+        weights = self.get_path(validate=True)
+        info["weights"] = os.path.basename(weights) if weights else None
+        return info
+
+    def __call__(self, request, callbacks: Optional[Dict] = None):
+        request = dict(request)
+        image = request.get("image")
+        if isinstance(image, str):
+            request[STUDY_KEY] = read_study(image)  # raises BoneScanInputError naming the file
+        if not self.is_trained():
+            raise ModelNotTrainedError(
+                f"Model '{self.description}' is not trained yet: no weights in {os.path.dirname(self.path[0])}. "
+                "The server trains starter models in the background after a fresh install; try again in a few "
+                "minutes (progress at /train/), or run scripts/bootstrap_models.py."
+            )
+        return super().__call__(request, callbacks)

@@ -1,0 +1,3 @@
+from lib.transforms.loading import LoadBoneScand, NormaliseCountsd
+
+__all__ = ["LoadBoneScand", "NormaliseCountsd"]

@@ -1,0 +1,96 @@
+"""bonescan: MONAI Label app for whole-body bone scans (99mTc-MDP, anterior + posterior views).
+
+Start with ``monailabel start_server --app apps/bonescan --studies datastore --host 127.0.0.1``.
+App options (``--conf NAME VALUE``):
+  model_dir   where weights are read and published (default: apps/bonescan/model)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict
+
+from fastapi import HTTPException
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+from bonescan import BoneScanInputError, monailabel_workarounds
+from lib.configs.classification import Classification
+from lib.configs.segmentation import Segmentation
+from lib.infers import ModelNotTrainedError
+
+logger = logging.getLogger(__name__)
+
+monailabel_workarounds.apply()
+
+MODEL_CONFIGS = {"classification": Classification, "segmentation": Segmentation}
+
+
+class BoneScanApp(MONAILabelApp):
+    def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]):
+        self.model_dir = os.path.abspath(conf.get("model_dir") or os.path.join(app_dir, "model"))
+        os.makedirs(self.model_dir, exist_ok=True)
+        self.models: Dict[str, TaskConfig] = {}
+        for name, config_class in MODEL_CONFIGS.items():
+            config = config_class()
+            config.init(name, self.model_dir, conf, None)
+            self.models[name] = config
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="bonescan",
+            description="Bone metastases on whole-body bone scans: classification, segmentation, BSTBI",
+            version="0.1.0",
+        )
+
+    def init_infers(self) -> Dict[str, InferTask]:
+        infers: Dict[str, InferTask] = {}
+        for config in self.models.values():
+            task = config.infer()
+            infers.update(task if isinstance(task, dict) else {config.name: task})
+        return infers
+
+    def init_trainers(self) -> Dict[str, TrainTask]:
+        trainers: Dict[str, TrainTask] = {}
+        for name, config in self.models.items():
+            task = config.trainer()
+            if task:
+                trainers[name] = task
+        return trainers
+
+    def init_strategies(self) -> Dict[str, Strategy]:
+        return {"random": Random(), "first": First()}
+
+    def untrained_models(self):
+        return [name for name, task in self._infers.items() if hasattr(task, "is_trained") and not task.is_trained()]
+
+    def info(self) -> Dict[str, Any]:
+        meta = super().info()
+        untrained = self.untrained_models()
+        meta["bonescan"] = {
+            "model_dir": self.model_dir,
+            "untrained_models": untrained,
+            "status": (
+                "models not trained yet: " + ", ".join(untrained) + " (inference answers HTTP 503 until they are)"
+                if untrained
+                else "all models trained"
+            ),
+        }
+        return meta
+
+    def infer(self, request, datastore=None):
+        """MONAI Label's infer, with clear HTTP answers for bad studies (422) and untrained models (503)."""
+        try:
+            return super().infer(request, datastore)
+        except BoneScanInputError as error:
+            logger.warning(f"Refused study: {error}")
+            raise HTTPException(status_code=422, detail=str(error)) from error
+        except ModelNotTrainedError as error:
+            raise HTTPException(status_code=503, detail=str(error)) from error

@@ -1,0 +1,94 @@
+"""The real MONAI Label server with the bonescan app, driven by the real MONAILabelClient."""
+
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monailabel.client import MONAILabelClientException
+
+from bonescan.monailabel_workarounds import infer_json
+from bonescan.networks import build_classifier, build_segmenter
+from tests.conftest import start_server, stop_server, write_phantom_dicom
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, nema_nm1):
+    root = tmp_path_factory.mktemp("server")
+    studies = root / "studies"
+    studies.mkdir()
+    write_phantom_dicom(studies / "phantom_a.dcm", seed=11, metastatic=True)
+    write_phantom_dicom(studies / "phantom_b.dcm", seed=12, metastatic=False)
+    shutil.copy(nema_nm1, studies / "nema_nm1.dcm")
+    (studies / "truncated.dcm").write_bytes((studies / "phantom_a.dcm").read_bytes()[:5000])
+    ct = pydicom.dcmread(studies / "phantom_b.dcm")
+    ct.Modality = "CT"
+    ct.save_as(studies / "wrong_modality.dcm")
+    (studies / "not_a_scan.png").write_bytes(b"this is not an image")
+    model_dir = root / "model"
+    running = start_server(studies, model_dir, root / "server.log")
+    yield running
+    stop_server(running)
+
+
+def publish_untrained_weights(model_dir):
+    """Weights of freshly initialised networks: enough to exercise reading and writing, not accuracy."""
+    torch.manual_seed(0)
+    torch.save({"model": build_classifier().state_dict()}, model_dir / "classification.pt")
+    torch.save({"model": build_segmenter().state_dict()}, model_dir / "segmentation.pt")
+
+
+def test_info_lists_models_strategies_and_untrained_state(server):
+    info = server.client().info()
+    assert set(info["models"]) == {"classification", "segmentation"}
+    assert {"random", "first"} <= set(info["strategies"])
+    assert "metastatic_lesion" in info["labels"] and "bladder" in info["labels"]
+    assert set(info["bonescan"]["untrained_models"]) == {"classification", "segmentation"}
+    assert "not trained yet" in info["bonescan"]["status"]
+    assert all(model["trained"] is False for model in info["models"].values())
+
+
+def test_datastore_lists_every_study(server):
+    listed = set(server.client().datastore()["objects"])
+    assert {"phantom_a", "phantom_b", "nema_nm1", "truncated", "wrong_modality"} <= listed
+
+
+@pytest.mark.parametrize(
+    "image_id, problem",
+    [("truncated", "truncated"), ("wrong_modality", "modality"), ("not_a_scan", "not_a_scan.png")],
+)
+def test_bad_study_is_refused_with_a_clear_message(server, image_id, problem):
+    with pytest.raises(MONAILabelClientException) as caught:
+        server.client().infer("classification", image_id, {})
+    message = str(caught.value.msg)
+    assert "Status: 422" in message
+    assert image_id in message and problem.lower() in message.lower()
+    assert httpx.get(f"{server.url}/info/", timeout=10).status_code == 200  # still serving
+
+
+def test_untrained_model_says_so_then_serves_once_weights_are_published(server):
+    with pytest.raises(MONAILabelClientException) as caught:
+        server.client().infer("segmentation", "phantom_a", {})
+    assert "Status: 503" in caught.value.msg and "not trained yet" in caught.value.msg
+
+    publish_untrained_weights(server.model_dir)
+    client = server.client()
+    assert client.info()["bonescan"]["untrained_models"] == []
+
+    for image_id, frames in [("phantom_a", 2), ("phantom_b", 2), ("nema_nm1", 1)]:
+        _, result = infer_json(client, "classification", image_id)
+        assert 0.0 <= result["metastasis_probability"] <= 1.0
+        label_file, params = client.infer("segmentation", image_id, {})
+        label = nib.load(label_file).get_fdata()
+        stored = pydicom.dcmread(server.studies / f"{image_id}.dcm")
+        assert label.shape[:2] == (stored.Columns, stored.Rows)
+        assert (label.shape[2] if label.ndim == 3 else 1) == frames
+        assert set(np.unique(label)) <= {0, 1, 2, 3}
+    assert params["missing_views"] == ["posterior"]  # the NEMA scan is anterior only
