@@ -43,6 +43,9 @@ class StudyMeta:
     series_instance_uid: str = ""
     sop_instance_uid: str = ""
     warnings: List[str] = field(default_factory=list)
+    # 4x4 RAS affine of the image in MONAI Label's NIfTI layout (as SimpleITK converts the file),
+    # so that a label NIfTI written back overlays the image in Slicer; None = plain spacing affine.
+    nifti_affine: Optional[List[List[float]]] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
