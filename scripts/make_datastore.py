@@ -24,6 +24,7 @@ from tqdm import tqdm
 from bonescan.io import read_study, write_labels_nifti
 from bonescan.io.dicom_writer import write_whole_body_nm
 from bonescan.labels import compose_label_map
+from bonescan.phantoms.export import file_options
 from bonescan.phantoms.generator import make_phantom
 
 IMAGE_PATTERNS = ("*.dcm", "*.nii", "*.nii.gz", "*.png", "*.jpg", "*.jpeg")
@@ -56,6 +57,7 @@ def build(studies: Path, n: int, labelled: int, seed: int) -> dict:
             sex=info["sex"],
             age_years=info["age"],
             description="bonescan phantom",
+            **file_options(seed + index),  # some posterior-first files, some without positions
         )
         np.savez_compressed(
             truth_dir / f"{study_id}.npz",

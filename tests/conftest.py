@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 APP_DIR = REPO / "apps" / "bonescan"
@@ -28,6 +30,22 @@ def nema_nm1_path() -> str:
     from pydicom.data import get_testdata_file
 
     return get_testdata_file("JPEG-LL.dcm", download=False)
+
+
+def monai_label_nifti(dicom_path, out_path):
+    """Convert DICOM to NIfTI as MONAI Label's dicom_to_nifti does (SimpleITK + GDCM)."""
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(dicom_path))
+    sitk.WriteImage(reader.Execute(), str(out_path))
+    return out_path
+
+
+def to_8bit(counts):
+    """Display export: each view scaled to 0-255; the posterior stored as seen from behind."""
+    ant = np.clip(counts[0] / counts[0].max() * 255 * 4, 0, 255).astype(np.uint8)
+    post = np.clip(counts[1] / counts[1].max() * 255 * 4, 0, 255).astype(np.uint8)[:, ::-1]
+    return ant, post
 
 
 @pytest.fixture(scope="session")

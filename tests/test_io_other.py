@@ -6,11 +6,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
 from PIL import Image
 
 from bonescan.errors import BoneScanInputError
 from bonescan.io import read_study, write_whole_body_nm
+from tests.conftest import monai_label_nifti, to_8bit
 
 
 def phantom(seed=0):
@@ -21,15 +21,6 @@ def phantom(seed=0):
     counts[0, 100:104, 50:54] += 200
     counts[1, 600:604, 120:124] += 300
     return counts
-
-
-def monai_label_nifti(dicom_path, out_path):
-    """Convert DICOM to NIfTI as MONAI Label's dicom_to_nifti does (SimpleITK + GDCM)."""
-    reader = sitk.ImageFileReader()
-    reader.SetImageIO("GDCMImageIO")
-    reader.SetFileName(str(dicom_path))
-    sitk.WriteImage(reader.Execute(), str(out_path))
-    return out_path
 
 
 # --- NIfTI ------------------------------------------------------------------------------------------
@@ -102,13 +93,6 @@ def test_truncated_and_fake_nifti(tmp_path):
 
 
 # --- PNG / JPEG -------------------------------------------------------------------------------------
-
-def to_8bit(counts):
-    """Display export: each view scaled to 0-255; the posterior stored as seen from behind."""
-    ant = np.clip(counts[0] / counts[0].max() * 255 * 4, 0, 255).astype(np.uint8)
-    post = np.clip(counts[1] / counts[1].max() * 255 * 4, 0, 255).astype(np.uint8)[:, ::-1]
-    return ant, post
-
 
 @pytest.mark.parametrize("ant_tag, post_tag", [("_ant", "_post"), ("_anterior", "_posterior"), ("_A", "_P"),
                                                ("-ANT", "-POST"), ("_Ant", "_Post")])

@@ -10,11 +10,13 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from monailabel.client import MONAILabelClientException
+from monailabel.client.client import MONAILabelClientException
 
 from bonescan.monailabel_workarounds import infer_json
 from bonescan.networks import build_classifier, build_segmenter
-from tests.conftest import start_server, stop_server, write_phantom_dicom
+from PIL import Image
+
+from tests.conftest import monai_label_nifti, start_server, stop_server, to_8bit, write_phantom_dicom
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -25,7 +27,11 @@ def server(tmp_path_factory, nema_nm1):
     studies = root / "studies"
     studies.mkdir()
     write_phantom_dicom(studies / "phantom_a.dcm", seed=11, metastatic=True)
-    write_phantom_dicom(studies / "phantom_b.dcm", seed=12, metastatic=False)
+    phantom_b = write_phantom_dicom(studies / "phantom_b.dcm", seed=12, metastatic=False)
+    monai_label_nifti(studies / "phantom_a.dcm", studies / "converted.nii.gz")
+    anterior, posterior = to_8bit(phantom_b.counts.astype(np.float32))
+    Image.fromarray(anterior).save(studies / "export_ant.png")
+    Image.fromarray(posterior).save(studies / "export_post.png")
     shutil.copy(nema_nm1, studies / "nema_nm1.dcm")
     (studies / "truncated.dcm").write_bytes((studies / "phantom_a.dcm").read_bytes()[:5000])
     ct = pydicom.dcmread(studies / "phantom_b.dcm")
@@ -57,7 +63,7 @@ def test_info_lists_models_strategies_and_untrained_state(server):
 
 def test_datastore_lists_every_study(server):
     listed = set(server.client().datastore()["objects"])
-    assert {"phantom_a", "phantom_b", "nema_nm1", "truncated", "wrong_modality"} <= listed
+    assert {"phantom_a", "phantom_b", "nema_nm1", "converted", "export_ant", "truncated", "wrong_modality"} <= listed
 
 
 @pytest.mark.parametrize(
@@ -92,3 +98,9 @@ def test_untrained_model_says_so_then_serves_once_weights_are_published(server):
         assert (label.shape[2] if label.ndim == 3 else 1) == frames
         assert set(np.unique(label)) <= {0, 1, 2, 3}
     assert params["missing_views"] == ["posterior"]  # the NEMA scan is anterior only
+
+    label_file, _ = client.infer("segmentation", "converted", {})  # NIfTI as MONAI Label converts DICOM
+    assert nib.load(label_file).shape == nib.load(server.studies / "converted.nii.gz").shape == (256, 1024, 2)
+    for image_id in ("export_ant", "export_post"):  # either file of a PNG pair reads the pair
+        _, result = infer_json(client, "classification", image_id)
+        assert 0.0 <= result["metastasis_probability"] <= 1.0 and result["missing_views"] == []
