@@ -11,10 +11,10 @@ PORT ?= 8000
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=24,<27"
+	$(PY) -m pip install --quiet pip==24.3.1
 	$(PY) -m pip install --quiet --no-deps -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -m pip check | grep -vE "requires (sam2|torchvision)" || true
+	$(PY) -c "import monailabel.main, bonescan.io, bonescan.phantoms.generator"
 	touch $(STAMP)
 
 venv: $(STAMP)
