@@ -20,3 +20,7 @@ class BoneScanInputError(ValueError):
         if hint:
             message += f" ({hint})"
         super().__init__(message)
+
+
+class ModelNotTrainedError(RuntimeError):
+    """A model has no published weights yet (the server answers HTTP 503, batch jobs stop)."""

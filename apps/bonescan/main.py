@@ -21,6 +21,7 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from bonescan import BoneScanInputError, monailabel_workarounds
+from bonescan.labels import SEGMENTATION_LABELS
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
 from lib.infers import ModelNotTrainedError
@@ -48,6 +49,7 @@ class BoneScanApp(MONAILabelApp):
             name="bonescan",
             description="Bone metastases on whole-body bone scans: classification, segmentation, BSTBI",
             version="0.1.0",
+            labels=SEGMENTATION_LABELS,
         )
 
     def init_infers(self) -> Dict[str, InferTask]:

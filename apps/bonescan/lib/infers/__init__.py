@@ -1,4 +1,5 @@
-from lib.infers.base import BoneScanInferTask, ModelNotTrainedError
+from bonescan.errors import ModelNotTrainedError
+from lib.infers.base import BoneScanInferTask
 from lib.infers.classification import ClassificationInfer
 from lib.infers.segmentation import SegmentationInfer
 

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from typing import Any, Dict, Optional
 
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
+from bonescan.errors import ModelNotTrainedError
 from bonescan.io import read_study
-from lib.transforms.loading import STUDY_KEY
+from lib.transforms import STUDY_KEY
 
 logger = logging.getLogger(__name__)
 
 
-class ModelNotTrainedError(RuntimeError):
-    """The model has no published weights yet (the server answers HTTP 503)."""
+def result_path(suffix: str) -> str:
+    """A unique result file in a folder of its own.
+
+    MONAI Label deletes the result after answering, and a client on the same machine saves it
+    under the same base name in its temp folder: a result written straight into /tmp would be
+    deleted under the client's feet.
+    """
+    folder = os.path.join(tempfile.gettempdir(), "bonescan-results")
+    os.makedirs(folder, exist_ok=True)
+    handle, path = tempfile.mkstemp(suffix=suffix, prefix="bonescan-", dir=folder)
+    os.close(handle)
+    return path
 
 
 class BoneScanInferTask(BasicInferTask):

@@ -10,7 +10,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from bonescan.networks import CLASSIFIER_LABELS
 from lib.infers.base import BoneScanInferTask
 from lib.transforms import LoadBoneScand, NormaliseCountsd
-from lib.transforms.loading import STUDY_KEY
+from lib.transforms import STUDY_KEY
 
 DECISION_THRESHOLD = 0.5
 

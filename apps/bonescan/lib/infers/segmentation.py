@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -11,9 +10,9 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from bonescan.io import write_labels_nifti
 from bonescan.networks import SEGMENTATION_LABELS, split_view_logits
-from lib.infers.base import BoneScanInferTask
+from lib.infers.base import BoneScanInferTask, result_path
 from lib.transforms import LoadBoneScand, NormaliseCountsd
-from lib.transforms.loading import STUDY_KEY
+from lib.transforms import STUDY_KEY
 
 
 class SegmentationInfer(BoneScanInferTask):
@@ -41,7 +40,7 @@ class SegmentationInfer(BoneScanInferTask):
         for index in range(labels.shape[0]):
             if index not in study.present_views:
                 labels[index] = 0
-        output = tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False).name
+        output = result_path(".nii.gz")
         write_labels_nifti(output, labels, study.meta)
         counts = {name: int(np.sum(labels == value)) for name, value in SEGMENTATION_LABELS.items()}
         return output, {"pixels": counts, "missing_views": list(study.meta.missing_views)}

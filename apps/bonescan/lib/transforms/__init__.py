@@ -1,3 +1,5 @@
-from lib.transforms.loading import LoadBoneScand, NormaliseCountsd
+"""MONAI transforms of the app; the generic ones live in ``bonescan.transforms``."""
 
-__all__ = ["LoadBoneScand", "NormaliseCountsd"]
+from bonescan.transforms import STUDY_KEY, LoadBoneScand, NormaliseCountsd
+
+__all__ = ["STUDY_KEY", "LoadBoneScand", "NormaliseCountsd"]

@@ -1,0 +1,120 @@
+"""The whole analysis of one study: classification + segmentation + measurements + decision.
+
+One object, ``Analyser``, holds both networks and is shared by the server's ``bstbi`` task,
+``scripts/batch_infer.py`` and the benchmark, so every route gives the same answer.
+
+Case-level decision: a study is called metastatic when the classifier says so **or** the
+segmentation finds a lesion it is confident about (``lesion_evidence``: the highest mean lesion
+probability of any lesion of at least MIN_LESION_PIXELS). ``metastasis_probability`` is the larger
+of the two, so the decision is ``metastasis_probability >= threshold``. The evaluation compares
+this rule with each network alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from bonescan.errors import ModelNotTrainedError
+from bonescan.measure import drop_small_lesions, measure
+from bonescan.networks import CLASSIFIER_LABELS, build_classifier, build_segmenter, split_view_logits
+from bonescan.preprocess import normalise_counts
+from bonescan.study import Study
+
+DECISION_THRESHOLD = 0.5
+CLASSIFIER_POOL = 2  # the classifier sees 512 x 128 (see bonescan.training.recipes)
+LESION_CHANNEL = 1
+
+
+def load_network(kind: str, path: Path) -> torch.nn.Module:
+    network = build_segmenter() if kind == "segmentation" else build_classifier()
+    state = torch.load(path, map_location="cpu")
+    network.load_state_dict(state.get("model", state))
+    return network.eval()
+
+
+def weights_path(model_dir: Path, kind: str) -> Path:
+    return Path(model_dir) / f"{kind}.pt"
+
+
+def model_versions(model_dir: Path) -> Dict[str, Optional[Dict]]:
+    """What training published next to each weight file (iteration, metrics, time)."""
+    versions = {}
+    for kind in ("classification", "segmentation"):
+        record = Path(model_dir) / f"{kind}.json"
+        versions[kind] = json.loads(record.read_text()) if record.exists() else None
+    return versions
+
+
+def pooled_input(counts: np.ndarray, factor: int = CLASSIFIER_POOL) -> np.ndarray:
+    views, rows, cols = counts.shape
+    return counts.reshape(views, rows // factor, factor, cols // factor, factor).sum(axis=(2, 4))
+
+
+@dataclass
+class Analyser:
+    classifier: torch.nn.Module
+    segmenter: torch.nn.Module
+    bf16: bool = True
+    threshold: float = DECISION_THRESHOLD
+
+    @classmethod
+    def from_model_dir(cls, model_dir, bf16: bool = True, channels_last: bool = True) -> "Analyser":
+        missing = [k for k in ("classification", "segmentation") if not weights_path(model_dir, k).exists()]
+        if missing:
+            raise ModelNotTrainedError(
+                f"not trained yet: no weights for {', '.join(missing)} in {model_dir} "
+                "(train with scripts/bootstrap_models.py or scripts/train.py, or let the server train starter models)"
+            )
+        classifier = load_network("classification", weights_path(model_dir, "classification"))
+        segmenter = load_network("segmentation", weights_path(model_dir, "segmentation"))
+        if channels_last:
+            classifier = classifier.to(memory_format=torch.channels_last)
+            segmenter = segmenter.to(memory_format=torch.channels_last)
+        return cls(classifier, segmenter, bf16=bf16)
+
+    def _run(self, network: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(x)[None].contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            return network(tensor).float()
+
+    def classify(self, study: Study) -> float:
+        logits = self._run(self.classifier, normalise_counts(pooled_input(study.counts)))
+        return float(torch.softmax(logits, dim=1)[0, CLASSIFIER_LABELS["metastatic"]])
+
+    def segment(self, study: Study) -> Tuple[np.ndarray, np.ndarray]:
+        """Canonical label map (2, H, W) uint8 and lesion probability (2, H, W) float32."""
+        logits = split_view_logits(self._run(self.segmenter, normalise_counts(study.counts)))[0]
+        probabilities = torch.softmax(logits, dim=1)
+        labels = probabilities.argmax(dim=1).to(torch.uint8).numpy()
+        lesion_probability = probabilities[:, LESION_CHANNEL].numpy()
+        for view in range(labels.shape[0]):
+            if view not in study.present_views:
+                labels[view] = 0
+                lesion_probability[view] = 0
+        return drop_small_lesions(labels), lesion_probability
+
+    def analyse(self, study: Study) -> Tuple[np.ndarray, Dict]:
+        """Label map and the ``bstbi`` result JSON for one study."""
+        start = time.perf_counter()
+        classifier_probability = self.classify(study)
+        labels, lesion_probability = self.segment(study)
+        result = measure(study, labels, lesion_probability)
+        score = max(classifier_probability, result["lesion_evidence"])
+        ordered = {
+            "metastasis_probability": round(score, 4),
+            "metastatic": bool(score >= self.threshold),
+            "classifier_probability": round(classifier_probability, 4),
+            "decision_rule": "metastatic if max(classifier_probability, lesion_evidence) >= threshold",
+            "threshold": self.threshold,
+        }
+        ordered.update(result)
+        ordered["missing_views"] = list(study.meta.missing_views)
+        ordered["analysis_seconds"] = round(time.perf_counter() - start, 4)
+        return labels, ordered

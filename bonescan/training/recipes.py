@@ -1,0 +1,107 @@
+"""How each network is trained: input pipeline, augmentation, loss and validation metric.
+
+Measured choices (2-core CPU, see README "Model design"):
+- segmentation trains on lesion-focused full-resolution crops of 256 x 256 (the full width),
+  2 of 3 centred on a lesion pixel, and infers on the whole 1024 x 256 study in one pass;
+- classification sees the whole study sum-pooled to 512 x 128, 4x cheaper than full size,
+  since its job is the case-level answer and the segmentation keeps full resolution;
+- both see the two views as channels, after count thinning, small affine changes and joint flips.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from monai.transforms import Compose, RandAffined, RandCropByPosNegLabeld
+
+from bonescan.networks import N_SEG_CLASSES, split_view_logits
+from bonescan.transforms import AsTensord, LesionAnyd, NormaliseCountsd, RandFlipViewsd, RandRecountd, SumPoold
+
+CROP = (256, 256)
+CLASSIFIER_POOL = 2
+# Class weights of the cross-entropy term: background, lesion, bladder, bone. Lesions are rare
+# and small, so they weigh more.
+CE_CLASS_WEIGHTS = (0.5, 3.0, 1.0, 1.0)
+
+
+def _augment(keys, modes) -> List:
+    return [
+        RandRecountd(keys="image", prob=0.7, keep_range=(0.2, 1.0)),
+        RandFlipViewsd(keys=keys, prob=0.5),
+        RandAffined(
+            keys=keys,
+            mode=modes,
+            prob=0.7,
+            rotate_range=(0.07,),
+            translate_range=(30, 12),
+            scale_range=(0.08, 0.08),
+            padding_mode="zeros",
+        ),
+    ]
+
+
+def segmentation_train_transforms(crop=CROP, samples: int = 2) -> Compose:
+    return Compose(
+        _augment(["image", "label"], ("bilinear", "nearest"))
+        + [
+            LesionAnyd(keys="label"),
+            RandCropByPosNegLabeld(
+                keys=["image", "label"], label_key="lesion_any", spatial_size=crop, pos=2, neg=1, num_samples=samples
+            ),
+            NormaliseCountsd(keys="image"),
+            AsTensord(keys=["image", "label"], dtypes=[torch.float32, torch.long]),
+        ]
+    )
+
+
+def segmentation_val_transforms() -> Compose:
+    return Compose([NormaliseCountsd(keys="image"), AsTensord(keys=["image", "label"], dtypes=[torch.float32, torch.long])])
+
+
+def classification_train_transforms() -> Compose:
+    return Compose(
+        _augment(["image"], ("bilinear",))
+        + [
+            SumPoold(keys="image", factor=CLASSIFIER_POOL),
+            NormaliseCountsd(keys="image"),
+            AsTensord(keys=["image", "metastatic"], dtypes=[torch.float32, torch.long]),
+        ]
+    )
+
+
+def classification_val_transforms() -> Compose:
+    return Compose(
+        [
+            SumPoold(keys="image", factor=CLASSIFIER_POOL),
+            NormaliseCountsd(keys="image"),
+            AsTensord(keys=["image", "metastatic"], dtypes=[torch.float32, torch.long]),
+        ]
+    )
+
+
+class ViewDiceCELoss(torch.nn.Module):
+    """Dice + weighted cross-entropy over the classes of each view, views treated as samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.loss = DiceCELoss(
+            to_onehot_y=True,
+            softmax=True,
+            include_background=False,
+            weight=torch.tensor(CE_CLASS_WEIGHTS),
+        )
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        per_view = split_view_logits(logits.float())
+        batch, views = per_view.shape[:2]
+        flat = per_view.reshape(batch * views, N_SEG_CLASSES, *per_view.shape[-2:])
+        return self.loss(flat, label.reshape(batch * views, 1, *label.shape[-2:]))
+
+
+def pooled_dice(pred: np.ndarray, truth: np.ndarray, value: int) -> Dict[str, float]:
+    """Intersection and sizes for one class, to pool over a validation set."""
+    p, t = pred == value, truth == value
+    return {"intersection": float(np.sum(p & t)), "pred": float(p.sum()), "truth": float(t.sum())}
