@@ -105,16 +105,24 @@ class Analyser:
         start = time.perf_counter()
         classifier_probability = self.classify(study)
         labels, lesion_probability = self.segment(study)
-        result = measure(study, labels, lesion_probability)
-        score = max(classifier_probability, result["lesion_evidence"])
-        ordered = {
-            "metastasis_probability": round(score, 4),
-            "metastatic": bool(score >= self.threshold),
-            "classifier_probability": round(classifier_probability, 4),
-            "decision_rule": "metastatic if max(classifier_probability, lesion_evidence) >= threshold",
-            "threshold": self.threshold,
-        }
-        ordered.update(result)
-        ordered["missing_views"] = list(study.meta.missing_views)
-        ordered["analysis_seconds"] = round(time.perf_counter() - start, 4)
-        return labels, ordered
+        result = summarise(study, classifier_probability, labels, lesion_probability, self.threshold)
+        result["analysis_seconds"] = round(time.perf_counter() - start, 4)
+        return labels, result
+
+
+def summarise(
+    study: Study, classifier_probability: float, labels: np.ndarray, lesion_probability: np.ndarray, threshold: float
+) -> Dict:
+    """The result JSON: case-level decision first, then the measurements of ``bonescan.measure``."""
+    measured = measure(study, labels, lesion_probability)
+    score = max(classifier_probability, measured["lesion_evidence"])
+    result = {
+        "metastasis_probability": round(score, 4),
+        "metastatic": bool(score >= threshold),
+        "classifier_probability": round(classifier_probability, 4),
+        "decision_rule": "metastatic if max(classifier_probability, lesion_evidence) >= threshold",
+        "threshold": threshold,
+    }
+    result.update(measured)
+    result["missing_views"] = list(study.meta.missing_views)
+    return result

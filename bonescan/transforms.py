@@ -138,5 +138,41 @@ class AsTensord(MapTransform):
         for key, dtype in zip(self.keys, self.dtypes):
             if key in d:
                 value = d[key].as_tensor() if hasattr(d[key], "as_tensor") else d[key]
-                d[key] = torch.as_tensor(np.ascontiguousarray(_numpy(value))).to(dtype)
+                array = _numpy(value)
+                array = np.ascontiguousarray(array) if array.ndim else array  # keep scalars 0-d
+                d[key] = torch.as_tensor(array).to(dtype)
+        return d
+
+
+class LoadLabelledStudyd(MapTransform):
+    """Load a training example: canonical counts, canonical label map and the case-level answer.
+
+    ``image`` is either a study file (read with the bonescan readers, its ``label`` a NIfTI label
+    in the file's layout, or absent for a case-level-only label) or a phantom-pool ``.npz`` that
+    holds both arrays. ``metastatic`` is kept when given, else taken from the lesion pixels.
+    """
+
+    def __init__(self, keys=("image", "label"), load_label_map: bool = True):
+        super().__init__(keys)
+        self.load_label_map = load_label_map
+
+    def __call__(self, data):
+        from bonescan.io import read_labels_nifti
+
+        d = dict(data)
+        source = str(d["image"])
+        if source.endswith(".npz"):
+            with np.load(source) as z:
+                d["image"] = z["counts"].astype(np.float32)
+                label = z["label"].astype(np.uint8)
+        else:
+            study = read_study(source)
+            d["image"] = study.counts
+            label_path = d.get("label")
+            has_map = bool(label_path) and self.load_label_map
+            label = read_labels_nifti(label_path, study.meta) if has_map else np.zeros(study.counts.shape, np.uint8)
+        if d.get("metastatic") is None:
+            d["metastatic"] = float((label == LESION).any())
+        d["metastatic"] = np.float32(d["metastatic"])
+        d["label"] = label if self.load_label_map else np.int64(d["metastatic"] > 0.5)
         return d

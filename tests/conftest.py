@@ -88,7 +88,7 @@ class RunningServer:
         return self.log.read_text(errors="replace")
 
 
-def start_server(studies: Path, model_dir: Path, log: Path, timeout: float = 120.0) -> RunningServer:
+def start_server(studies: Path, model_dir: Path, log: Path, conf=None, timeout: float = 120.0) -> RunningServer:
     """`monailabel start_server` exactly as the Makefile runs it, on a free loopback port."""
     port = free_port()
     env = dict(os.environ)
@@ -100,6 +100,8 @@ def start_server(studies: Path, model_dir: Path, log: Path, timeout: float = 120
         "--host", "127.0.0.1", "--port", str(port),
         "--conf", "model_dir", str(model_dir),
     ]
+    for key, value in {"starter_minutes": 0, **(conf or {})}.items():
+        command += ["--conf", key, str(value)]
     handle = open(log, "w")
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"

@@ -53,10 +53,10 @@ def publish_untrained_weights(model_dir):
 
 def test_info_lists_models_strategies_and_untrained_state(server):
     info = server.client().info()
-    assert set(info["models"]) == {"classification", "segmentation"}
+    assert set(info["models"]) == {"classification", "segmentation", "bstbi"}
     assert {"random", "first"} <= set(info["strategies"])
     assert "metastatic_lesion" in info["labels"] and "bladder" in info["labels"]
-    assert set(info["bonescan"]["untrained_models"]) == {"classification", "segmentation"}
+    assert set(info["bonescan"]["untrained_models"]) == {"classification", "segmentation", "bstbi"}
     assert "not trained yet" in info["bonescan"]["status"]
     assert all(model["trained"] is False for model in info["models"].values())
 
@@ -98,6 +98,14 @@ def test_untrained_model_says_so_then_serves_once_weights_are_published(server):
         assert (label.shape[2] if label.ndim == 3 else 1) == frames
         assert set(np.unique(label)) <= {0, 1, 2, 3}
     assert params["missing_views"] == ["posterior"]  # the NEMA scan is anterior only
+
+    label_file, result = client.infer("bstbi", "phantom_a", {})
+    stored = pydicom.dcmread(server.studies / "phantom_a.dcm")
+    assert nib.load(label_file).shape == (stored.Columns, stored.Rows, 2)
+    for key in ("metastasis_probability", "metastatic", "bstbi", "bstbi_anterior", "bstbi_posterior", "lesion_count",
+                "lesion_area_cm2", "bladder_area_cm2", "skeleton_area_cm2", "lesions", "classifier_probability"):
+        assert key in result, key
+    assert result["metastatic"] == (result["metastasis_probability"] >= result["threshold"])
 
     label_file, _ = client.infer("segmentation", "converted", {})  # NIfTI as MONAI Label converts DICOM
     assert nib.load(label_file).shape == nib.load(server.studies / "converted.nii.gz").shape == (256, 1024, 2)

@@ -2,7 +2,9 @@
 
 Start with ``monailabel start_server --app apps/bonescan --studies datastore --host 127.0.0.1``.
 App options (``--conf NAME VALUE``):
-  model_dir   where weights are read and published (default: apps/bonescan/model)
+  model_dir        where weights are read and published (default: apps/bonescan/model)
+  starter_minutes  CPU minutes for starter models when there are no weights (default 20; 0: off)
+  starter_phantoms phantom studies added to the datastore's labels for them (default 160)
 """
 
 from __future__ import annotations
@@ -24,13 +26,18 @@ from bonescan import BoneScanInputError, monailabel_workarounds
 from bonescan.labels import SEGMENTATION_LABELS
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
-from lib.infers import ModelNotTrainedError
+from lib.infers import BstbiInfer, ModelNotTrainedError
 
 logger = logging.getLogger(__name__)
 
 monailabel_workarounds.apply()
 
 MODEL_CONFIGS = {"classification": Classification, "segmentation": Segmentation}
+# Starter training: share of the time, phantoms added to the demo labels, validation phantoms.
+STARTER_PLAN = {
+    "segmentation": {"share": 0.65, "val_phantoms": 12, "train_batch_size": 4},
+    "classification": {"share": 0.35, "val_phantoms": 24, "train_batch_size": 16},
+}
 
 
 class BoneScanApp(MONAILabelApp):
@@ -57,6 +64,7 @@ class BoneScanApp(MONAILabelApp):
         for config in self.models.values():
             task = config.infer()
             infers.update(task if isinstance(task, dict) else {config.name: task})
+        infers["bstbi"] = BstbiInfer(self.model_dir)
         return infers
 
     def init_trainers(self) -> Dict[str, TrainTask]:
@@ -86,6 +94,32 @@ class BoneScanApp(MONAILabelApp):
             ),
         }
         return meta
+
+    def on_init_complete(self):
+        super().on_init_complete()
+        self.train_starter_models()
+
+    def train_starter_models(self):
+        """Queue MONAI Label training jobs for models without weights, so a new install needs no step by hand."""
+        minutes = float(self.conf.get("starter_minutes", 20))
+        phantoms = int(self.conf.get("starter_phantoms", 160))
+        untrained = [m for m in self.untrained_models() if m in self._trainers]
+        if minutes <= 0 or not untrained:
+            return
+        for name in ("segmentation", "classification"):
+            if name not in untrained:
+                continue
+            plan = dict(STARTER_PLAN[name])
+            params = {
+                "minutes": round(minutes * plan.pop("share"), 2),
+                "max_epochs": 1000,
+                "name": "starter",
+                "phantoms": phantoms,
+                **plan,
+            }
+            params["val_phantoms"] = max(2, min(params["val_phantoms"], phantoms // 2))
+            logger.info(f"No weights for '{name}': queueing a starter training job {params}")
+            self.async_training(name, params={name: params}, enqueue=True)
 
     def infer(self, request, datastore=None):
         """MONAI Label's infer, with clear HTTP answers for bad studies (422) and untrained models (503)."""

@@ -21,7 +21,7 @@ from bonescan.networks import N_SEG_CLASSES, split_view_logits
 from bonescan.transforms import AsTensord, LesionAnyd, NormaliseCountsd, RandFlipViewsd, RandRecountd, SumPoold
 
 CROP = (256, 256)
-CLASSIFIER_POOL = 2
+from bonescan.analysis import CLASSIFIER_POOL  # noqa: E402  (one value for training and inference)
 # Class weights of the cross-entropy term: background, lesion, bladder, bone. Lesions are rare
 # and small, so they weigh more.
 CE_CLASS_WEIGHTS = (0.5, 3.0, 1.0, 1.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 from typing import Any, Dict, Optional, Union
 
 from monailabel.interfaces.config import TaskConfig
@@ -12,8 +12,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from bonescan.networks import CLASSIFIER_LABELS, build_classifier
 from lib.configs.common import weight_paths
 from lib.infers import ClassificationInfer
-
-logger = logging.getLogger(__name__)
+from lib.trainers import ClassificationTrainer
 
 
 class Classification(TaskConfig):
@@ -27,4 +26,9 @@ class Classification(TaskConfig):
         return {self.name: ClassificationInfer(path=self.path, network=self.network)}
 
     def trainer(self) -> Optional[TrainTask]:
-        return None  # the trainer arrives with the diagnosis models
+        return ClassificationTrainer(
+            model_dir=os.path.join(self.model_dir, self.name),
+            publish_path=self.path[1],
+            pool_dir=os.path.join(self.model_dir, "phantom_pool"),
+            description="Train the classification network",
+        )

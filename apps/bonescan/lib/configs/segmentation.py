@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Optional, Union
 
 from monailabel.interfaces.config import TaskConfig
@@ -11,6 +12,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from bonescan.networks import SEGMENTATION_LABELS, build_segmenter
 from lib.configs.common import weight_paths
 from lib.infers import SegmentationInfer
+from lib.trainers import SegmentationTrainer
 
 
 class Segmentation(TaskConfig):
@@ -24,4 +26,9 @@ class Segmentation(TaskConfig):
         return {self.name: SegmentationInfer(path=self.path, network=self.network)}
 
     def trainer(self) -> Optional[TrainTask]:
-        return None  # the trainer arrives with the diagnosis models
+        return SegmentationTrainer(
+            model_dir=os.path.join(self.model_dir, self.name),
+            publish_path=self.path[1],
+            pool_dir=os.path.join(self.model_dir, "phantom_pool"),
+            description="Train the segmentation network",
+        )

@@ -7,7 +7,9 @@ from typing import Any, Dict, Tuple
 import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
+from bonescan.analysis import CLASSIFIER_POOL
 from bonescan.networks import CLASSIFIER_LABELS
+from bonescan.transforms import SumPoold
 from lib.infers.base import BoneScanInferTask
 from lib.transforms import LoadBoneScand, NormaliseCountsd
 from lib.transforms import STUDY_KEY
@@ -29,7 +31,8 @@ class ClassificationInfer(BoneScanInferTask):
         self.threshold = threshold
 
     def pre_transforms(self, data=None):
-        return [LoadBoneScand(keys="image"), NormaliseCountsd(keys="image")]
+        # the classifier sees the study sum-pooled to 512 x 128, as in training
+        return [LoadBoneScand(keys="image"), SumPoold(keys="image", factor=CLASSIFIER_POOL), NormaliseCountsd(keys="image")]
 
     def post_transforms(self, data=None):
         return []

@@ -9,6 +9,7 @@ import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from bonescan.io import write_labels_nifti
+from bonescan.measure import drop_small_lesions
 from bonescan.networks import SEGMENTATION_LABELS, split_view_logits
 from lib.infers.base import BoneScanInferTask, result_path
 from lib.transforms import LoadBoneScand, NormaliseCountsd
@@ -35,7 +36,7 @@ class SegmentationInfer(BoneScanInferTask):
 
     def writer(self, data: Dict[str, Any], extension=None, dtype=None) -> Tuple[str, Dict[str, Any]]:
         logits = torch.as_tensor(data[self.output_label_key]).float()[None]
-        labels = split_view_logits(logits)[0].argmax(dim=1).to(torch.uint8).numpy()
+        labels = drop_small_lesions(split_view_logits(logits)[0].argmax(dim=1).to(torch.uint8).numpy())
         study = data[STUDY_KEY]
         for index in range(labels.shape[0]):
             if index not in study.present_views:

@@ -1,0 +1,4 @@
+from lib.trainers.classification import ClassificationTrainer
+from lib.trainers.segmentation import SegmentationTrainer
+
+__all__ = ["ClassificationTrainer", "SegmentationTrainer"]

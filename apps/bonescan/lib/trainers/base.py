@@ -1,0 +1,159 @@
+"""What both bonescan trainers add to MONAI Label's BasicTrainTask.
+
+- Training data: the datastore's final labels (case-level answer from the label info, or from
+  the lesion pixels) plus, on request (``phantoms``), a cached pool of our phantoms; validation
+  on phantoms of other seeds (``val_phantoms``) or a split of the datastore.
+- Incremental: starts from the weights the server is serving.
+- bf16 autocast and channels_last on CPU (MONAI's ``amp`` is CUDA-only), and a wall-clock
+  budget (``minutes``) checked after each epoch's validation, so starter models finish in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Dict, List
+
+import torch
+from ignite.engine import Events
+from monai.engines.utils import IterationEvents
+from monai.inferers import SimpleInferer
+from monai.utils.enums import CommonKeys as Keys
+from monailabel.interfaces.datastore import Datastore
+from monailabel.tasks.train.basic_train import BasicTrainTask, Context
+
+from bonescan.training.pool import build_phantom_pool, case_label
+
+logger = logging.getLogger(__name__)
+
+POOL_SEED = 70_000
+VAL_POOL_SEED = 570_000
+
+
+def bf16_iteration(engine, batchdata):
+    """One training step under CPU/GPU bf16 autocast with channels_last inputs."""
+    inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+    engine.network.train()
+    engine.optimizer.zero_grad(set_to_none=True)
+    device_type = "cuda" if inputs.is_cuda else "cpu"
+    with torch.autocast(device_type, dtype=torch.bfloat16):
+        pred = engine.network(inputs)
+    engine.state.output[Keys.PRED] = pred.float()
+    engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+    loss = engine.loss_function(engine.state.output[Keys.PRED], targets).mean()
+    engine.state.output[Keys.LOSS] = loss
+    engine.fire_event(IterationEvents.LOSS_COMPLETED)
+    loss.backward()
+    engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+    engine.optimizer.step()
+    engine.fire_event(IterationEvents.MODEL_COMPLETED)
+    return engine.state.output
+
+
+class TimeBudget:
+    """Stops training at the end of the first epoch past ``minutes`` (0: no budget)."""
+
+    def __init__(self, minutes: float):
+        self.minutes = float(minutes)
+        self.start = time.time()
+
+    def attach(self, engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._check)
+
+    def _started(self, engine) -> None:
+        self.start = time.time()
+
+    def _check(self, engine) -> None:
+        if self.minutes > 0 and time.time() - self.start >= self.minutes * 60:
+            logger.info(f"Time budget of {self.minutes} min reached after epoch {engine.state.epoch}: stopping")
+            engine.terminate()
+
+
+class BoneScanTrainTask(BasicTrainTask):
+    def __init__(self, model_dir: str, publish_path: str, pool_dir: str, description: str, config=None, **kwargs):
+        defaults = {
+            "minutes": 0,  # wall-clock budget (0: none, max_epochs decides)
+            "phantoms": 0,  # phantom studies added to the datastore's labels
+            "val_phantoms": 0,  # validate on this many phantoms of other seeds (0: split the datastore)
+            "workers": 1,
+            "max_epochs": 20,
+            "train_batch_size": 4,
+            "val_batch_size": 1,
+            "dataset": ["CacheDataset", "Dataset"],
+            "dataloader": ["DataLoader", "ThreadDataLoader"],
+            "multi_gpu": False,
+            "early_stop_patience": 5,
+        }
+        defaults.update(config or {})
+        super().__init__(
+            model_dir=model_dir,
+            description=description,
+            config=defaults,
+            amp=False,
+            publish_path=publish_path,
+            tracking=None,  # see bonescan/monailabel_workarounds.py (MLflow)
+            **kwargs,
+        )
+        self.pool_dir = pool_dir
+        self.publish_path = publish_path
+
+    # --- data -------------------------------------------------------------------------------------
+    def pre_process(self, request, datastore: Datastore) -> List[Dict[str, Any]]:
+        items = []
+        for image_id in datastore.get_labeled_images(label_tag="final"):
+            label_id = datastore.get_label_by_image_id(image_id, "final")
+            info = datastore.get_label_info(label_id, "final") or {}
+            items.append(
+                {
+                    "image": datastore.get_image_uri(image_id),
+                    "label": datastore.get_label_uri(label_id, "final"),
+                    "metastatic": case_label(info, None) if "metastatic" in info else None,
+                }
+            )
+        n_phantoms = int(request.get("phantoms", 0))
+        items += self._pool_items(n_phantoms, POOL_SEED, "train")
+        logger.info(f"Training items: {len(items)} ({n_phantoms} of them phantoms)")
+        return items
+
+    def _pool_items(self, n: int, seed: int, name: str) -> List[Dict[str, Any]]:
+        if n <= 0:
+            return []
+        paths = build_phantom_pool(os.path.join(self.pool_dir, name), n, seed, workers=1, progress=False)
+        return [{"image": str(p), "label": str(p), "metastatic": None} for p in paths]
+
+    def partition_datalist(self, context: Context, shuffle=False):
+        n_val = int(context.request.get("val_phantoms", 0))
+        if n_val > 0:
+            return context.datalist, self._pool_items(n_val, VAL_POOL_SEED, "val")
+        return super().partition_datalist(context, shuffle=True)
+
+    def train_data_loader(self, context, num_workers=0, shuffle=True):
+        return super().train_data_loader(context, num_workers=int(context.request.get("workers", 1)), shuffle=shuffle)
+
+    # --- optimisation -----------------------------------------------------------------------------
+    def optimizer(self, context: Context):
+        return torch.optim.AdamW(context.network.parameters(), lr=float(context.request.get("lr", 5e-4)), weight_decay=1e-4)
+
+    def load_path(self, output_dir, pretrained=True):
+        """Continue from the weights being served (incremental training)."""
+        if pretrained and self.publish_path and os.path.exists(self.publish_path):
+            return self.publish_path
+        return super().load_path(output_dir, pretrained)
+
+    def train_inferer(self, context: Context):
+        return SimpleInferer()
+
+    def val_inferer(self, context: Context):
+        return SimpleInferer()  # whole studies: the networks are fully convolutional / global-pooled
+
+    def train_iteration_update(self, context: Context):
+        return bf16_iteration
+
+    def train_handlers(self, context: Context):
+        handlers = super().train_handlers(context)
+        handlers.append(TimeBudget(float(context.request.get("minutes", 0))))
+        return handlers

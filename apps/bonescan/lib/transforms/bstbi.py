@@ -1,0 +1,24 @@
+"""The BSTBI post-transform: from network outputs to the report numbers and the decision."""
+
+from __future__ import annotations
+
+from monai.transforms import MapTransform
+
+from bonescan.analysis import DECISION_THRESHOLD, summarise
+from bonescan.transforms import STUDY_KEY
+
+
+class ComputeBstbid(MapTransform):
+    """Reads ``pred`` (canonical label map), ``lesion_probability`` and ``classifier_probability``;
+    writes the ``bstbi`` result JSON (BSTBI per view and overall, lesions, areas, decision) to ``result``."""
+
+    def __init__(self, keys="pred", threshold: float = DECISION_THRESHOLD):
+        super().__init__(keys)
+        self.threshold = threshold
+
+    def __call__(self, data):
+        d = dict(data)
+        d["result"] = summarise(
+            d[STUDY_KEY], d["classifier_probability"], d["pred"], d["lesion_probability"], self.threshold
+        )
+        return d
