@@ -60,6 +60,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="studies analysed before timing (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--stages", type=int, default=10, help="studies timed stage by stage (0: skip; default 10)")
+    parser.add_argument("--omp-wait-policy", choices=("passive", "active", "inherit"), default="passive",
+                        help="OMP_WAIT_POLICY for the timed processes (default passive: on a shared, busy CPU the "
+                             "active spin-wait of torch's OpenMP threads costs up to 10x; 'inherit' keeps the environment's)")
     parser.add_argument("--no-reference", action="store_true", help="time only the optimised implementation")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "benchmark", help="default: %(default)s")
     return parser.parse_args(argv)
@@ -279,6 +282,8 @@ def _fmt(value, digits=3):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.omp_wait_policy != "inherit":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()  # read by the spawned processes' OpenMP
     from bonescan.analysis import weights_path
 
     with tempfile.TemporaryDirectory(prefix="bonescan-benchmark-") as tmp:
@@ -317,7 +322,8 @@ def main(argv=None) -> int:
             print(f"note: only {len(paths)} studies; the benchmark asks for at least 50")
 
         label = " [RANDOM WEIGHTS: speed only, answers meaningless]" if args.random_weights else ""
-        print(f"timing {len(paths)} studies, {args.warmup} warm-up, {args.threads} threads{label}")
+        print(f"timing {len(paths)} studies, {args.warmup} warm-up, {args.threads} threads, "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}{label}")
         phases = {"optimised": _spawn("optimised", model_dir, paths, args, work)}
         if not args.no_reference:
             phases["reference"] = _spawn("reference", model_dir, paths, args, work)
@@ -333,6 +339,7 @@ def main(argv=None) -> int:
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp default)"),
         "measured": "read_study + Analyser.analyse + json.dumps per study, after warm-up",
         "implementations": {k: IMPLEMENTATIONS[k] for k in phases},
         "timing": timing,

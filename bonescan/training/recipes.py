@@ -17,11 +17,11 @@ import torch
 from monai.losses import DiceCELoss
 from monai.transforms import Compose, RandAffined, RandCropByPosNegLabeld
 
+from bonescan.analysis import CLASSIFIER_POOL  # one value for training and inference
 from bonescan.networks import N_SEG_CLASSES, split_view_logits
 from bonescan.transforms import AsTensord, LesionAnyd, NormaliseCountsd, RandFlipViewsd, RandRecountd, SumPoold
 
 CROP = (256, 256)
-from bonescan.analysis import CLASSIFIER_POOL  # noqa: E402  (one value for training and inference)
 # Class weights of the cross-entropy term: background, lesion, bladder, bone. Lesions are rare
 # and small, so they weigh more.
 CE_CLASS_WEIGHTS = (0.5, 3.0, 1.0, 1.0)

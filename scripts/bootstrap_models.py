@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Train starter models without a server, e.g. before a batch job on a fresh install.
+
+    python scripts/bootstrap_models.py --minutes 20 [--model-dir apps/bonescan/model] [--datastore datastore]
+
+The same recipe as the server's starter training jobs (a short run on the labelled demo studies
+plus freshly generated phantoms, 65 % of the time for segmentation, 35 % for classification),
+with a progress bar. For good models run scripts/train.py for hours instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import train  # noqa: E402  (the long-run script; bootstrap is the same recipe with starter defaults)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "apps" / "bonescan" / "model")
+    parser.add_argument("--datastore", type=Path, default=REPO / "datastore")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "bootstrap")
+    parser.add_argument("--phantoms", type=int, default=160)
+    args = parser.parse_args(argv)
+    forwarded = [
+        "--minutes", str(args.minutes), "--model-dir", str(args.model_dir), "--work-dir", str(args.work_dir),
+        "--n-train", str(args.phantoms), "--n-val", "24", "--val-every", "50",
+    ]
+    if args.datastore and args.datastore.exists() and any(args.datastore.glob("labels/final/*")):
+        forwarded += ["--datastore", str(args.datastore)]
+    return train.main(forwarded)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
