@@ -17,11 +17,17 @@ Exit status: 0 all studies analysed, 1 finished but some files failed (see error
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+# torch's OpenMP threads spin-wait by default; on a CPU shared with other work (a training run,
+# the server) that makes inference 5-25x slower (scripts/benchmark.py --omp-wait-policy). Must be
+# set before torch is imported; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_MODEL_DIR = REPO / "apps" / "bonescan" / "model"
 
