@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# torch threads sleep instead of spinning while they wait: the server shares the CPU with its own
+# training jobs, and spinning made inference 5x slower on a busy 2-core machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: run test venv system-deps datastore clean-datastore
 

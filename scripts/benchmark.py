@@ -72,22 +72,12 @@ def parse_args(argv=None):
 
 
 def _make_analyser(kind: str, model_dir: Path):
-    import torch
-
-    from bonescan.analysis import Analyser, load_network, weights_path
+    from bonescan.analysis import Analyser
 
     if kind == "optimised":
         return Analyser.from_model_dir(model_dir, bf16=True, channels_last=True)
 
-    class ReferenceAnalyser(Analyser):
-        """Analyser._run always feeds channels_last input; the reference feeds plain NCHW, no autocast."""
-
-        def _run(self, network, x):
-            with torch.inference_mode():
-                return network(torch.from_numpy(x)[None]).float()
-
-    return ReferenceAnalyser(load_network("classification", weights_path(model_dir, "classification")),
-                             load_network("segmentation", weights_path(model_dir, "segmentation")), bf16=False)
+    return Analyser.from_model_dir(model_dir, bf16=False, channels_last=False)  # plain eager float32, NCHW
 
 
 def _stage_times(analyser, path: Path, scratch: Path) -> dict:
@@ -119,7 +109,7 @@ def _stage_times(analyser, path: Path, scratch: Path) -> dict:
     seg = analyser._run(analyser.segmenter, x_seg)
     t = lap("segmenter", t)
     probabilities = torch.softmax(split_view_logits(seg)[0], dim=1)
-    labels = probabilities.argmax(dim=1).to(torch.uint8).numpy()
+    labels = probabilities.max(dim=1).indices.to(torch.uint8).numpy()
     lesion_probability = probabilities[:, LESION_CHANNEL].numpy()
     t = lap("softmax_argmax", t)
     labels = drop_small_lesions(labels)

@@ -107,6 +107,17 @@ def test_untrained_model_says_so_then_serves_once_weights_are_published(server):
         assert key in result, key
     assert result["metastatic"] == (result["metastasis_probability"] >= result["threshold"])
 
+    batch = httpx.post(
+        f"{server.url}/batch/infer/bstbi",
+        params={"images": "all", "run_sync": "true"},
+        json={"device": "cpu", "multi_gpu": False, "max_workers": 1, "label_tag": "original", "logging": "WARNING"},
+        timeout=300,
+    )
+    assert batch.status_code == 200, batch.text
+    saved = client.datastore()["objects"]["phantom_a"]["labels"]["original"]["info"]["params"]
+    assert saved["bstbi"] == result["bstbi"] and saved["metastatic"] == result["metastatic"]  # same as one call
+    assert "truncated" in batch.json()["details"][-1] or "truncated" in batch.text  # bad studies reported, run went on
+
     label_file, _ = client.infer("segmentation", "converted", {})  # NIfTI as MONAI Label converts DICOM
     assert nib.load(label_file).shape == nib.load(server.studies / "converted.nii.gz").shape == (256, 1024, 2)
     for image_id in ("export_ant", "export_post"):  # either file of a PNG pair reads the pair

@@ -27,6 +27,7 @@ from bonescan.labels import SEGMENTATION_LABELS
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
 from lib.infers import BstbiInfer, ModelNotTrainedError
+from lib.infers.batch import BoneScanBatchInfer
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class BoneScanApp(MONAILabelApp):
             if task:
                 trainers[name] = task
         return trainers
+
+    def init_batch_infer(self):
+        return BoneScanBatchInfer()
 
     def init_strategies(self) -> Dict[str, Strategy]:
         return {"random": Random(), "first": First()}
