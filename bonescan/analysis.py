@@ -25,6 +25,7 @@ from bonescan.errors import ModelNotTrainedError
 from bonescan.measure import drop_small_lesions, measure
 from bonescan.networks import CLASSIFIER_LABELS, build_classifier, build_segmenter, split_view_logits
 from bonescan.preprocess import normalise_counts
+from bonescan.report import write_report
 from bonescan.study import Study
 
 DECISION_THRESHOLD = 0.5
@@ -128,4 +129,5 @@ def summarise(
     }
     result.update(measured)
     result["missing_views"] = list(study.meta.missing_views)
+    result["report"] = write_report(result)
     return result

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 
 from bonescan.phantoms.draw import Patch
 
@@ -57,11 +57,12 @@ def expected_image(scene: Scene, spacing_mm: float, fwhm_mm: float, scatter_frac
         img = gaussian_filter(scene.emit[v, 0], s_near, truncate=3.0) + gaussian_filter(scene.emit[v, 1], s_far, truncate=3.0)
         np.maximum(img, 0, out=img)
         if scatter_frac > 0:
-            # Broad scatter halo: blur a 4x-downsampled copy (cheap) and bring it back up.
+            # Broad scatter halo: blur a 4x-downsampled copy (cheap) and bring it back up smoothly
+            # (bilinear, not blocks: a model must not learn a 4-pixel grid that real scans lack).
             h, w = img.shape
             small = img.reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
             halo = gaussian_filter(small, 25.0 / spacing_mm / 4 * 2.0, mode="constant")
-            img = (1 - scatter_frac) * img + scatter_frac * np.repeat(np.repeat(halo, 4, 0), 4, 1)
+            img = (1 - scatter_frac) * img + scatter_frac * zoom(halo, 4, order=1, grid_mode=True, mode="nearest")
         out[v] = img
     return out
 
