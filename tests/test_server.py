@@ -120,8 +120,31 @@ def test_untrained_model_says_so_then_serves_once_weights_are_published(server):
     assert "truncated" in per_image["truncated"]["error"] and per_image["truncated"]["status_code"] == 422
     assert per_image["phantom_b"]["params"]["bstbi"] is not None  # bad studies reported, the run went on
 
+    check_saving_labels(client, server)
+
     label_file, _ = client.infer("segmentation", "converted", {})  # NIfTI as MONAI Label converts DICOM
     assert nib.load(label_file).shape == nib.load(server.studies / "converted.nii.gz").shape == (256, 1024, 2)
     for image_id in ("export_ant", "export_post"):  # either file of a PNG pair reads the pair
         _, result = infer_json(client, "classification", image_id)
         assert 0.0 <= result["metastasis_probability"] <= 1.0 and result["missing_views"] == []
+
+
+def check_saving_labels(client, server):
+    """A fitting label is stored with its case-level answer; a misfit is refused and changes nothing."""
+    label_file, _ = client.infer("segmentation", "phantom_a", {})
+    client.save_label("phantom_a", label_file, tag="final", params={"metastatic": True, "annotator": "dr-test"})
+    info = client.datastore()["objects"]["phantom_a"]["labels"]["final"]["info"]
+    assert info["metastatic"] is True and info["annotator"] == "dr-test"
+    stored = server.studies / "labels" / "final" / "phantom_a.nii.gz"
+    before = stored.read_bytes()
+
+    nema_label, _ = client.infer("segmentation", "nema_nm1", {})  # one frame: does not fit a 2-frame study
+    wrong_values = server.studies.parent / "wrong_values.nii.gz"
+    image = nib.load(label_file)
+    nib.save(nib.Nifti1Image(np.full(image.shape, 7, np.uint8), image.affine), wrong_values)
+    for bad, words in ((nema_label, "does not match"), (str(wrong_values), "unknown label values [7]")):
+        with pytest.raises(MONAILabelClientException) as caught:
+            client.save_label("phantom_a", bad, tag="final", params={"metastatic": False})
+        assert "Status: 422" in caught.value.msg and words in caught.value.msg and "phantom_a" in caught.value.msg
+    assert stored.read_bytes() == before
+    assert client.datastore()["objects"]["phantom_a"]["labels"]["final"]["info"]["metastatic"] is True

@@ -14,6 +14,7 @@ import os
 from typing import Any, Dict
 
 from fastapi import HTTPException
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -23,9 +24,11 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from bonescan import BoneScanInputError, monailabel_workarounds
+from bonescan.analysis import model_versions
 from bonescan.labels import SEGMENTATION_LABELS
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
+from lib.datastore import BoneScanDatastore
 from lib.infers import BstbiInfer, ModelNotTrainedError
 from lib.infers.batch import BoneScanBatchInfer
 
@@ -76,6 +79,17 @@ class BoneScanApp(MONAILabelApp):
                 trainers[name] = task
         return trainers
 
+    def init_datastore(self):
+        """Our checked, atomic local store; remote stores (DICOMweb) as MONAI Label makes them."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return BoneScanDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
     def init_batch_infer(self):
         return BoneScanBatchInfer()
 
@@ -91,6 +105,7 @@ class BoneScanApp(MONAILabelApp):
         meta["bonescan"] = {
             "model_dir": self.model_dir,
             "untrained_models": untrained,
+            "model_versions": model_versions(self.model_dir),
             "status": (
                 "models not trained yet: " + ", ".join(untrained) + " (inference answers HTTP 503 until they are)"
                 if untrained

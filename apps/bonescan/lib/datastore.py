@@ -1,0 +1,77 @@
+"""The local study store, refusing labels that do not fit their study and never half-writing one.
+
+MONAI Label's LocalDatastore copies whatever file a client sends straight over the stored label.
+A label drawn on another study, with unknown classes or a broken file would then replace a good
+one; and a crash during the copy would leave half a file. Here a label is checked against its
+study (shape, orientation, classes) and moved into place atomically, or refused with HTTP 422
+and a message that says what is wrong, leaving what was stored untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Dict
+
+import numpy as np
+from fastapi import HTTPException
+from filelock import FileLock
+from monailabel.datastore.local import DataModel, LocalDatastore
+from monailabel.utils.others.generic import file_ext
+
+from bonescan.errors import BoneScanInputError
+from bonescan.io import read_labels_nifti, read_study
+from bonescan.labels import SEGMENTATION_LABELS
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_VALUES = {0, *SEGMENTATION_LABELS.values()}
+LABEL_SUFFIXES = (".nii.gz", ".nii")
+
+
+def check_label(image_path: str, label_path: str, label_name: str) -> None:
+    """Raise HTTP 422 unless ``label_path`` is a label map of the study at ``image_path``."""
+    if not label_path.lower().endswith(LABEL_SUFFIXES):
+        raise HTTPException(422, f"{label_name}: labels are saved as NIfTI (.nii.gz) in the image's layout")
+    try:
+        labels = read_labels_nifti(label_path, read_study(image_path).meta)
+    except BoneScanInputError as error:
+        raise HTTPException(422, f"{label_name}: {error.problem} ({error.hint})") from error
+    unknown = sorted(set(np.unique(labels).tolist()) - ALLOWED_VALUES)
+    if unknown:
+        names = ", ".join(f"{v} {k}" for k, v in SEGMENTATION_LABELS.items())
+        raise HTTPException(422, f"{label_name}: unknown label values {unknown}; allowed are 0 background, {names}")
+
+
+class BoneScanDatastore(LocalDatastore):
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        obj = self._datastore.objects.get(image_id)
+        if not obj:
+            raise HTTPException(404, f"image '{image_id}' is not in the datastore")
+        label_info = dict(label_info or {})
+        if "metastatic" in label_info and not isinstance(label_info["metastatic"], bool):
+            raise HTTPException(422, f"label info 'metastatic' must be true or false, got {label_info['metastatic']!r}")
+        check_label(self.get_image_uri(image_id), label_filename, f"label for image '{image_id}'")
+
+        label_ext = ".nii.gz" if label_filename.endswith(".nii.gz") else file_ext(label_filename)
+        label_dir = self._datastore.label_path(label_tag)
+        name = self._filename(image_id, label_ext)
+        with FileLock(self._lock_file):
+            os.makedirs(label_dir, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(dir=label_dir, prefix=".incoming-", suffix=label_ext)
+            os.close(handle)
+            try:
+                shutil.copyfile(label_filename, tmp)
+                os.replace(tmp, os.path.join(label_dir, name))  # atomic: readers see the old or the new label
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            label_info["ts"] = int(time.time())
+            label_info["name"] = name
+            obj.labels[label_tag] = DataModel(info=label_info, ext=label_ext)
+            self._update_datastore_file(lock=False)
+        logger.info(f"Saved label {label_tag}/{name} for {image_id}: {label_info}")
+        return image_id
