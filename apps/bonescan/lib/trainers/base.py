@@ -54,22 +54,31 @@ def bf16_iteration(engine, batchdata):
 
 
 class TimeBudget:
-    """Stops training at the end of the first epoch past ``minutes`` (0: no budget)."""
+    """Ends training after the last epoch that still fits in ``minutes`` since ``start`` (0: no budget).
 
-    def __init__(self, minutes: float):
+    Checked after each epoch's validation, so the weights published last are validated ones; an
+    epoch that would not finish in time is not started.
+    """
+
+    def __init__(self, minutes: float, start: float):
         self.minutes = float(minutes)
-        self.start = time.time()
+        self.start = start
+        self.epoch_started = start
 
     def attach(self, engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._check)
 
-    def _started(self, engine) -> None:
-        self.start = time.time()
+    def _epoch_started(self, engine) -> None:
+        self.epoch_started = time.time()
 
     def _check(self, engine) -> None:
-        if self.minutes > 0 and time.time() - self.start >= self.minutes * 60:
-            logger.info(f"Time budget of {self.minutes} min reached after epoch {engine.state.epoch}: stopping")
+        if self.minutes <= 0:
+            return
+        now = time.time()
+        last_epoch = now - self.epoch_started
+        if now + last_epoch - self.start >= self.minutes * 60:
+            logger.info(f"Time budget of {self.minutes} min: stopping after epoch {engine.state.epoch} ({(now - self.start) / 60:.1f} min)")
             engine.terminate()
 
 
@@ -100,6 +109,10 @@ class BoneScanTrainTask(BasicTrainTask):
         )
         self.pool_dir = pool_dir
         self.publish_path = publish_path
+
+    def __call__(self, request, datastore: Datastore):
+        self._job_start = time.time()  # the budget covers data preparation too
+        return super().__call__(request, datastore)
 
     # --- data -------------------------------------------------------------------------------------
     def pre_process(self, request, datastore: Datastore) -> List[Dict[str, Any]]:
@@ -155,5 +168,5 @@ class BoneScanTrainTask(BasicTrainTask):
 
     def train_handlers(self, context: Context):
         handlers = super().train_handlers(context)
-        handlers.append(TimeBudget(float(context.request.get("minutes", 0))))
+        handlers.append(TimeBudget(float(context.request.get("minutes", 0)), getattr(self, "_job_start", time.time())))
         return handlers
