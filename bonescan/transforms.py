@@ -14,7 +14,7 @@ import torch
 from monai.transforms import MapTransform, RandomizableTransform
 
 from bonescan.io import read_study
-from bonescan.labels import LESION
+from bonescan.labels import BLADDER, LESION
 from bonescan.preprocess import normalise_counts
 from bonescan.study import Study
 
@@ -112,17 +112,25 @@ class RandFlipViewsd(RandomizableTransform, MapTransform):
         return d
 
 
-class LesionAnyd(MapTransform):
-    """``data[name]`` (1, H, W): lesion in either view; the positive mask for lesion-focused crops."""
+class CropFocusd(MapTransform):
+    """``data[name]`` (1, H, W) for class-balanced crops: 1 lesion, 2 bladder (in either view), 0 elsewhere.
 
-    def __init__(self, keys, name: str = "lesion_any"):
+    Lesions and the bladder are small parts of a whole-body scan; without this, crops would
+    rarely show them and the bladder class in particular would be learnt late.
+    """
+
+    def __init__(self, keys, name: str = "crop_focus"):
         super().__init__(keys)
         self.name = name
 
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
-            d[self.name] = (_numpy(d[key]) == LESION).any(axis=0, keepdims=True).astype(np.uint8)
+            label = _numpy(d[key])
+            focus = np.zeros((1,) + label.shape[1:], np.uint8)
+            focus[0][(label == BLADDER).any(axis=0)] = 2
+            focus[0][(label == LESION).any(axis=0)] = 1
+            d[self.name] = focus
         return d
 
 

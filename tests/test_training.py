@@ -65,3 +65,14 @@ def test_tiny_run_publishes_and_resumes(tmp_path):
     history = json.loads((tmp_path / "work" / "segmentation_history.json").read_text())
     assert [h["iteration"] for h in history] == [1, 2]  # continued, did not start over
     assert (tmp_path / "work" / "segmentation_curve.png").exists()
+
+
+def test_crop_focus_marks_lesions_and_bladder_of_either_view():
+    from bonescan.labels import BLADDER
+    from bonescan.transforms import CropFocusd
+
+    label = np.full((2, 8, 6), BONE, np.uint8)
+    label[1, 1, 1] = LESION  # posterior only
+    label[0, 6, 3] = BLADDER
+    focus = CropFocusd(keys="label")({"label": label})["crop_focus"]
+    assert focus.shape == (1, 8, 6) and focus[0, 1, 1] == 1 and focus[0, 6, 3] == 2 and focus.sum() == 3

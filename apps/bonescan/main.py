@@ -94,7 +94,24 @@ class BoneScanApp(MONAILabelApp):
         return BoneScanBatchInfer()
 
     def init_strategies(self) -> Dict[str, Strategy]:
-        return {"random": Random(), "first": First()}
+        from lib.activelearning import Diversity, Epistemic, Uncertainty
+
+        return {
+            "random": Random(),
+            "first": First(),
+            "uncertainty": Uncertainty(),
+            "epistemic": Epistemic(),
+            "diversity": Diversity(cache_fallback_dir=self.model_dir),
+        }
+
+    def init_scoring_methods(self):
+        """Background jobs (/scoring/<name>) filling the caches the strategies read; incremental per weights."""
+        from lib.scoring import ClassifierScoring, EpistemicScoring
+
+        return {
+            "classifier_scores": ClassifierScoring(self.model_dir, cache_fallback_dir=self.model_dir),
+            "epistemic": EpistemicScoring(self.model_dir),
+        }
 
     def untrained_models(self):
         return [name for name, task in self._infers.items() if hasattr(task, "is_trained") and not task.is_trained()]

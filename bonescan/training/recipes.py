@@ -1,12 +1,13 @@
 """How each network is trained: input pipeline, augmentation, loss and validation metric.
 
 Measured choices (2-core CPU, see README "Model design"):
-- segmentation trains on lesion-focused full-resolution crops of 256 x 256 (the full width),
-  2 of 3 centred on a lesion pixel, and infers on the whole 1024 x 256 study in one pass;
+- segmentation trains on full-resolution crops of 256 x 256 (the full width), centred on a
+  lesion, the bladder or anywhere in the ratio 3:1:1 (when the study has them), and infers on
+  the whole 1024 x 256 study in one pass;
 - classification sees the whole study sum-pooled to 512 x 128, 4x cheaper than full size,
   since its job is the case-level answer and the segmentation keeps full resolution;
-- both see the two views as channels, after count thinning, small affine changes and joint flips.
-- the classifier's input (512 x 128) is 4x cheaper than full size, the segmenter's crops too.
+- both see the two views as channels, after count thinning, small affine changes and joint flips
+  (the affine comes after cropping / pooling: the same change on 4x fewer pixels).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from typing import Dict, List
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
-from monai.transforms import Compose, RandAffined, RandCropByPosNegLabeld
+from monai.transforms import Compose, RandAffined, RandCropByLabelClassesd
 
 from bonescan.analysis import CLASSIFIER_POOL  # one value for training and inference
 from bonescan.networks import N_SEG_CLASSES, split_view_logits
-from bonescan.transforms import AsTensord, LesionAnyd, NormaliseCountsd, RandFlipViewsd, RandRecountd, SumPoold
+from bonescan.transforms import AsTensord, CropFocusd, NormaliseCountsd, RandFlipViewsd, RandRecountd, SumPoold
 
 CROP = (256, 256)
+# Crop centres: anywhere, on a lesion, on the bladder (a class absent from a study is skipped).
+CROP_RATIOS = (1.0, 3.0, 1.0)
 # Class weights of the cross-entropy term: background, lesion, bladder, bone. Lesions are rare
 # and small, so they weigh more.
 CE_CLASS_WEIGHTS = (0.5, 3.0, 1.0, 1.0)
@@ -51,9 +54,15 @@ def segmentation_train_transforms(crop=CROP, samples: int = 2) -> Compose:
     return Compose(
         _recount_and_flip(["image", "label"])
         + [
-            LesionAnyd(keys="label"),
-            RandCropByPosNegLabeld(
-                keys=["image", "label"], label_key="lesion_any", spatial_size=crop, pos=2, neg=1, num_samples=samples
+            CropFocusd(keys="label"),
+            RandCropByLabelClassesd(
+                keys=["image", "label"],
+                label_key="crop_focus",
+                spatial_size=crop,
+                num_classes=3,
+                ratios=CROP_RATIOS,
+                num_samples=samples,
+                warn=False,
             ),
             _affine(["image", "label"], ("bilinear", "nearest"), translate=(0, 0)),
             NormaliseCountsd(keys="image"),
