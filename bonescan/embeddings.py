@@ -14,7 +14,9 @@ Why MC dropout this way (our FlexibleUNet has no dropout layers):
 
 - Dropout is *injected at inference only*: ``dropout2d`` (whole feature maps, p = 0.15) on the
   outputs of the decoder blocks, through forward hooks that exist only inside the scoring call.
-  Training and serving are untouched. The last, full-resolution 16-channel block is left alone:
+  Training and serving are untouched (the scoring jobs load a network object of their own: hooks on
+  a network that serves requests at the same time would drop features there too).
+  The last, full-resolution 16-channel block is left alone:
   dropping one of 16 maps there mostly adds noise at the edge of every structure, not model doubt.
 - The encoder has no dropout, so it runs **once**; only decoder + head run ``passes`` times,
   batched, in bf16 on CPU (channels_last). At full resolution (lesions are 2-10 pixels) this costs

@@ -21,7 +21,14 @@ if str(APP_DIR) not in sys.path:
 
 from lib.activelearning import Diversity, Epistemic, Uncertainty  # noqa: E402
 from lib.activelearning.selection import cosine_distances, pick_diverse, pick_highest, pick_uncertain  # noqa: E402
-from lib.scoring import CLASSIFIER_KEY, EPISTEMIC_KEY, ClassifierScoring, EmbeddingCache, EpistemicScoring, cache_dir  # noqa: E402
+from lib.scoring import (  # noqa: E402
+    CLASSIFIER_KEY,
+    EPISTEMIC_KEY,
+    ClassifierScoring,
+    EmbeddingCache,
+    EpistemicScoring,
+    cache_dir,
+)
 from lib.scoring.cache import EMBEDDINGS_FILE  # noqa: E402
 
 SEEDS = (31, 32, 33, 34, 35)

@@ -5,6 +5,8 @@ App options (``--conf NAME VALUE``):
   model_dir        where weights are read and published (default: apps/bonescan/model)
   starter_minutes  CPU minutes for starter models when there are no weights (default 20; 0: off)
   starter_phantoms phantom studies added to the datastore's labels for them (default 160)
+  retrain_every    retrain both networks after this many saved final labels (default 5; 0: never)
+  retrain_minutes  CPU minutes of each retraining job (default 10)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bonescan.analysis import model_versions
 from bonescan.labels import SEGMENTATION_LABELS
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
-from lib.datastore import BoneScanDatastore
+from lib.datastore import BoneScanDatastore, SavedLabelCounter
 from lib.infers import BstbiInfer, ModelNotTrainedError
 from lib.infers.batch import BoneScanBatchInfer
 
@@ -155,6 +157,33 @@ class BoneScanApp(MONAILabelApp):
             }
             params["val_phantoms"] = max(2, min(params["val_phantoms"], phantoms // 2))
             logger.info(f"No weights for '{name}': queueing a starter training job {params}")
+            self.async_training(name, params={name: params}, enqueue=True)
+
+    def on_save_label(self, image_id, label_id):
+        """Count saved labels; every ``retrain_every`` of them, queue retraining of both networks."""
+        result = super().on_save_label(image_id, label_id) or {}
+        every = int(self.conf.get("retrain_every", 5))
+        if every <= 0:
+            return result
+        counter = SavedLabelCounter(os.path.join(self.model_dir, "saved_labels.json"))
+        count = counter.add(image_id)
+        result["labels_until_retraining"] = max(every - count, 0)
+        if count >= every:
+            counter.reset()
+            self.retrain(reason=f"{count} new labels")
+            result["retraining"] = "queued"
+        return result
+
+    def retrain(self, reason: str):
+        """Queue incremental training of both networks (MONAI Label runs one job at a time)."""
+        minutes = float(self.conf.get("retrain_minutes", 10))
+        phantoms = int(self.conf.get("starter_phantoms", 160))
+        for name in ("segmentation", "classification"):
+            plan = dict(STARTER_PLAN[name])
+            params = {"minutes": round(minutes * plan.pop("share"), 2), "max_epochs": 1000, "name": "retrain",
+                      "phantoms": phantoms, **plan}
+            params["val_phantoms"] = max(2, min(params["val_phantoms"], phantoms // 2))
+            logger.info(f"Retraining '{name}' ({reason}): {params}")
             self.async_training(name, params={name: params}, enqueue=True)
 
     def infer(self, request, datastore=None):

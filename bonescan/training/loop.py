@@ -197,7 +197,7 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         state["iteration"] += 1
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", best=f"{state['best']:.3f}")

@@ -9,6 +9,7 @@ and a message that says what is wrong, leaving what was stored untouched.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from monailabel.utils.others.generic import file_ext
 
 from bonescan.errors import BoneScanInputError
 from bonescan.io import read_labels_nifti, read_study
+from bonescan.io.atomic import atomic_path
 from bonescan.labels import SEGMENTATION_LABELS
 
 logger = logging.getLogger(__name__)
@@ -75,3 +77,33 @@ class BoneScanDatastore(LocalDatastore):
             self._update_datastore_file(lock=False)
         logger.info(f"Saved label {label_tag}/{name} for {image_id}: {label_info}")
         return image_id
+
+
+class SavedLabelCounter:
+    """Which studies got a new label since the last retraining; kept on disk across restarts."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _read(self) -> list:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as handle:
+            return list(json.load(handle).get("since_last_training", []))
+
+    def _write(self, ids: list) -> None:
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w") as handle:
+                json.dump({"since_last_training": ids}, handle)
+
+    def add(self, image_id: str) -> int:
+        with FileLock(self.path + ".lock"):
+            ids = self._read()
+            if image_id not in ids:
+                ids.append(image_id)
+                self._write(ids)
+            return len(ids)
+
+    def reset(self) -> None:
+        with FileLock(self.path + ".lock"):
+            self._write([])

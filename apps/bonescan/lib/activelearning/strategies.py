@@ -154,7 +154,8 @@ class Diversity(CachedScoreStrategy):
         _, vectors = EmbeddingCache(cache_dir(datastore, self.cache_fallback_dir) / EMBEDDINGS_FILE).load()
         scored = [i for i in images if i in vectors]
         if not scored:
-            return self._fallback(request, datastore, "no classifier embeddings yet (run /scoring/classifier_scores after training)")
+            note = "no classifier embeddings yet (run /scoring/classifier_scores after training)"
+            return self._fallback(request, datastore, note)
         now = time.time()
         fresh = self._fresh(request, scored, infos, now)
         pending = [i for i in scored if i not in fresh]  # proposed recently: about to be labelled

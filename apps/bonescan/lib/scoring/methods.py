@@ -37,6 +37,17 @@ def _channels_last(network):
     return network.to(memory_format=torch.channels_last)
 
 
+def _describe(error: Exception) -> str:
+    return str(error) if isinstance(error, BoneScanInputError) else f"{type(error).__name__}: {error}"
+
+
+def _log_failure(job: str, image_id: str, error: Exception) -> None:
+    if isinstance(error, BoneScanInputError):
+        logger.warning(f"{job}: {image_id} not scored: {error}")
+    else:
+        logger.exception(f"{job}: {image_id} not scored (unexpected error)")
+
+
 def _limit(image_ids: List[str], request) -> List[str]:
     max_samples = int(request.get("max_samples", 0) or 0)
     return image_ids[:max_samples] if max_samples > 0 else image_ids
@@ -58,7 +69,8 @@ class ClassifierScoring(ScoringMethod):
         start = time.time()
         stamp = model_stamp(self.model_dir, ["classification"])
         if stamp is None:
-            message = f"classifier_scores: no classification weights in {self.model_dir}; nothing scored (strategies fall back to random)"
+            message = (f"classifier_scores: no classification weights in {self.model_dir}; "
+                       "nothing scored (strategies fall back to random)")
             logger.warning(message)
             return {"skipped": message}
         segmentation_stamp = model_stamp(self.model_dir, ["segmentation"])
@@ -90,11 +102,11 @@ class ClassifierScoring(ScoringMethod):
                     vectors[image_id] = scores.pop("embedding")
                     entry.update(scores)
                     summary["executed"] += 1
-                except BoneScanInputError as error:
+                except Exception as error:  # one unreadable study must not stop the job; it is logged and marked
                     vectors.pop(image_id, None)
-                    entry["error"] = str(error)
+                    entry["error"] = _describe(error)
                     summary["errors"] += 1
-                    logger.warning(f"classifier_scores: {image_id} not scored: {error}")
+                    _log_failure("classifier_scores", image_id, error)
                 datastore.update_image_info(image_id, {CLASSIFIER_KEY: entry})
         known = set(all_ids)
         vectors = {k: v for k, v in vectors.items() if k in known}
@@ -141,10 +153,10 @@ class EpistemicScoring(ScoringMethod):
                     entry.update(mc_dropout_uncertainty(segmenter, read_study(datastore.get_image_uri(image_id)),
                                                         passes=passes, p=dropout, top_pixels=self.top_pixels))
                     summary["executed"] += 1
-                except BoneScanInputError as error:
-                    entry["error"] = str(error)
+                except Exception as error:  # one unreadable study must not stop the job; it is logged and marked
+                    entry["error"] = _describe(error)
                     summary["errors"] += 1
-                    logger.warning(f"epistemic: {image_id} not scored: {error}")
+                    _log_failure("epistemic", image_id, error)
                 datastore.update_image_info(image_id, {EPISTEMIC_KEY: entry})
         summary["seconds"] = round(time.time() - start, 2)
         logger.info(f"epistemic: {summary}")

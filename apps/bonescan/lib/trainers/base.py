@@ -24,6 +24,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
 from bonescan.training.pool import build_phantom_pool, case_label
+from lib.trainers.publish import PublishIfNotWorse
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,21 @@ class BoneScanTrainTask(BasicTrainTask):
 
     def train_iteration_update(self, context: Context):
         return bf16_iteration
+
+    def finalize(self, context):
+        """MONAI Label's stats and early stopping, but our publisher instead of its copy-the-best."""
+        publish_path, self._publish_path = self._publish_path, None
+        try:
+            super().finalize(context)
+        finally:
+            self._publish_path = publish_path
+        if context.evaluator and context.local_rank == 0:
+            metric_name = list(self.val_key_metric(context).keys())[0]
+            publisher = PublishIfNotWorse(
+                self.publish_path, metric_name, context.network, len(context.train_datalist), len(context.val_datalist)
+            )
+            context.trainer.add_event_handler(Events.STARTED, lambda _: publisher.measure_served(context.evaluator))
+            context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, publisher)
 
     def train_handlers(self, context: Context):
         handlers = super().train_handlers(context)

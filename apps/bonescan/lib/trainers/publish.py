@@ -1,0 +1,83 @@
+"""Publish a retrained model only when it validates at least as well as the one being served.
+
+MONAI Label's stock publisher copies the best checkpoint of the current run over the served
+weights, even when that run is worse than what physicians were getting before. Here the served
+model is validated first, on the same validation set, and new weights replace it (atomically)
+only when their key metric is not lower. A version record next to the weights says when, on how
+many studies and with which validation metrics each version was trained (shown in /info).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Optional
+
+import torch
+
+from bonescan.io.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+def read_version(publish_path: str) -> Optional[dict]:
+    record = os.path.splitext(publish_path)[0] + ".json"
+    if os.path.exists(record):
+        with open(record) as handle:
+            return json.load(handle)
+    return None
+
+
+class PublishIfNotWorse:
+    def __init__(self, publish_path: str, metric_name: str, network, trained_on: int, validated_on: int):
+        self.publish_path = publish_path
+        self.metric_name = metric_name
+        self.network = network
+        self.trained_on = trained_on
+        self.validated_on = validated_on
+        self.baseline = float("-inf")
+        self.published = 0
+        self.measuring = False
+
+    def measure_served(self, evaluator) -> None:
+        """Validate the weights training starts from (the served ones) before any step."""
+        if not os.path.exists(self.publish_path):
+            logger.info("No served model yet: the first validated weights will be published")
+            return
+        self.measuring = True  # this validation run is the reference, not a candidate
+        try:
+            evaluator.run(1)
+        finally:
+            self.measuring = False
+        self.baseline = float(evaluator.state.metrics.get(self.metric_name, float("-inf")))
+        logger.info(f"Served model {os.path.basename(self.publish_path)}: {self.metric_name} = {self.baseline:.4f} (new weights must reach this)")
+
+    def __call__(self, evaluator) -> None:
+        if self.measuring:
+            return
+        metric = float(evaluator.state.metrics.get(self.metric_name, float("-inf")))
+        name = os.path.basename(self.publish_path)
+        if metric < self.baseline:
+            logger.info(f"{name}: {self.metric_name} {metric:.4f} < {self.baseline:.4f}: keeping the served model")
+            return
+        previous = read_version(self.publish_path) or {}
+        with atomic_path(self.publish_path) as tmp:
+            torch.save({"model": self.network.state_dict()}, tmp)
+        record = {
+            "version": int(previous.get("version", 0)) + 1,
+            "published_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "metric": self.metric_name,
+            "value": round(metric, 4),
+            "previous_value": None if self.baseline == float("-inf") else round(self.baseline, 4),
+            "trained_on": self.trained_on,
+            "validated_on": self.validated_on,
+            "source": "server training job",
+        }
+        with atomic_path(os.path.splitext(self.publish_path)[0] + ".json") as tmp:
+            with open(tmp, "w") as handle:
+                json.dump(record, handle, indent=2)
+        self.baseline = metric
+        self.published += 1
+        logger.info(f"Published version {record['version']} of {os.path.basename(self.publish_path)}: {record}")
