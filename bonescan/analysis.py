@@ -3,11 +3,13 @@
 One object, ``Analyser``, holds both networks and is shared by the server's ``bstbi`` task,
 ``scripts/batch_infer.py`` and the benchmark, so every route gives the same answer.
 
-Case-level decision: a study is called metastatic when the classifier says so **or** the
-segmentation finds a lesion it is confident about (``lesion_evidence``: the highest mean lesion
-probability of any lesion of at least MIN_LESION_PIXELS). ``metastasis_probability`` is the larger
-of the two, so the decision is ``metastasis_probability >= threshold``. The evaluation compares
-this rule with each network alone.
+Case-level decision: ``metastasis_probability`` is the mean of the classifier's probability and
+the segmentation's ``lesion_evidence`` (the highest mean lesion probability of any lesion of at
+least MIN_LESION_PIXELS), and a study is called metastatic when it reaches DECISION_THRESHOLD.
+The classifier alone is specific but misses small lesions; the segmentation alone finds them but
+also calls some benign hot spots; their mean was the best rule on the validation phantoms
+(Youden 0.735 vs 0.651 for the larger of the two or the segmentation alone, 0.524 for the
+classifier alone), and the threshold 0.56 was chosen there, never on the evaluation set.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bonescan.preprocess import normalise_counts
 from bonescan.report import write_report
 from bonescan.study import Study
 
-DECISION_THRESHOLD = 0.5
+DECISION_THRESHOLD = 0.56  # chosen on the validation phantoms (see module docstring)
 CLASSIFIER_POOL = 2  # the classifier sees 512 x 128 (see bonescan.training.recipes)
 LESION_CHANNEL = 1
 
@@ -114,17 +116,22 @@ class Analyser:
         return labels, result
 
 
+def decision_score(classifier_probability: float, lesion_evidence: float) -> float:
+    """``metastasis_probability``: the mean of the two networks' evidence (see the module docstring)."""
+    return 0.5 * (classifier_probability + lesion_evidence)
+
+
 def summarise(
     study: Study, classifier_probability: float, labels: np.ndarray, lesion_probability: np.ndarray, threshold: float
 ) -> Dict:
     """The result JSON: case-level decision first, then the measurements of ``bonescan.measure``."""
     measured = measure(study, labels, lesion_probability)
-    score = max(classifier_probability, measured["lesion_evidence"])
+    score = decision_score(classifier_probability, measured["lesion_evidence"])
     result = {
         "metastasis_probability": round(score, 4),
         "metastatic": bool(score >= threshold),
         "classifier_probability": round(classifier_probability, 4),
-        "decision_rule": "metastatic if max(classifier_probability, lesion_evidence) >= threshold",
+        "decision_rule": "metastatic if mean(classifier_probability, lesion_evidence) >= threshold",
         "threshold": threshold,
     }
     result.update(measured)

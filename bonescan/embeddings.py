@@ -6,7 +6,7 @@ Shared by the server's scoring jobs (``apps/bonescan/lib/scoring``) and
 - ``case_scores``: one pass of the case-level analysis. The classifier's probability, its
   global-pooled penultimate features (the *embedding*, 512 floats, captured by a forward pre-hook
   on ``fc``: no second pass), and, when the segmenter is given, the lesion evidence and the case
-  decision score ``metastasis_probability = max(classifier, lesion evidence)`` exactly as
+  decision score ``metastasis_probability = decision_score(classifier, lesion evidence)`` exactly as
   ``bonescan.analysis`` decides a case.
 - ``mc_dropout_uncertainty``: epistemic uncertainty of the segmenter by Monte-Carlo dropout.
 
@@ -94,6 +94,7 @@ def case_scores(analyser, study: Study) -> Dict:
     ``analyser`` is a ``bonescan.analysis.Analyser`` (its ``segmenter`` may be None: then the
     decision score is the classifier's probability alone, and ``lesion_evidence`` is None).
     """
+    from bonescan.analysis import decision_score
     from bonescan.measure import measure
 
     probability, embedding = classify_with_embedding(analyser.classifier, study, analyser.bf16)
@@ -101,7 +102,7 @@ def case_scores(analyser, study: Study) -> Dict:
     if getattr(analyser, "segmenter", None) is not None:
         labels, lesion_probability = analyser.segment(study)
         lesion_evidence = float(measure(study, labels, lesion_probability)["lesion_evidence"])
-    score = probability if lesion_evidence is None else max(probability, lesion_evidence)
+    score = probability if lesion_evidence is None else decision_score(probability, lesion_evidence)
     return {
         "classifier_probability": round(probability, 5),
         "lesion_evidence": None if lesion_evidence is None else round(lesion_evidence, 5),

@@ -13,7 +13,7 @@ studies with the selection functions the server uses (``lib.activelearning.selec
 from ``bonescan.embeddings``, as the ``/scoring`` jobs compute them), trains briefly from its
 previous weights on everything it has labelled, and is evaluated on a separate test set: pooled
 lesion and bladder Dice of the served label map and case accuracy / AUC of the served decision
-rule (``max(classifier, lesion evidence) >= threshold``).
+rule (``decision_score(classifier, lesion evidence) >= threshold``, bonescan.analysis).
 
 Fair compute: round 0 runs for ``--minutes-per-round``; the number of iterations it reached is
 then the budget of every later round for every strategy (a time budget would favour whichever

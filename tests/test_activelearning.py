@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from bonescan.analysis import decision_score
 from tests.conftest import APP_DIR, write_phantom_dicom
 
 if str(APP_DIR) not in sys.path:
@@ -138,7 +139,7 @@ def test_classifier_scoring_stores_scores_and_embeddings(scored):
     for image_id in datastore.list_images():
         entry = datastore.get_image_info(image_id)[CLASSIFIER_KEY]
         assert 0.0 <= entry["classifier_probability"] <= 1.0
-        assert entry["metastasis_probability"] == pytest.approx(max(entry["classifier_probability"], entry["lesion_evidence"]))
+        assert entry["metastasis_probability"] == pytest.approx(decision_score(entry["classifier_probability"], entry["lesion_evidence"]), abs=1e-4)
         assert entry["model"]
     stamp, vectors = EmbeddingCache(cache_dir(datastore) / EMBEDDINGS_FILE).load()
     assert stamp and sorted(vectors) == sorted(datastore.list_images())  # labelled studies too: diversity needs them

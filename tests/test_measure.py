@@ -42,14 +42,16 @@ def test_measure_matches_the_bstbi_definition_and_counts_lesions():
     assert abs(result["lesion_evidence"] - 0.9) < 1e-6
 
 
-def test_decision_uses_the_stronger_of_classifier_and_lesion_evidence():
+def test_decision_uses_the_mean_of_classifier_and_lesion_evidence():
     counts, labels = labelled_case()
     study = make_study(counts)
-    sure_lesion = summarise(study, 0.1, labels, np.where(labels == LESION, 0.8, 0.0), 0.5)
-    assert sure_lesion["metastatic"] and sure_lesion["metastasis_probability"] == 0.8
+    sure_lesion = summarise(study, 0.4, labels, np.where(labels == LESION, 0.8, 0.0), 0.56)
+    assert sure_lesion["metastatic"] and sure_lesion["metastasis_probability"] == 0.6
+    doubtful = summarise(study, 0.1, labels, np.where(labels == LESION, 0.8, 0.0), 0.56)
+    assert not doubtful["metastatic"]  # a lesion alone is not enough when the classifier disagrees
     assert "2 focal lesions" in sure_lesion["report"]  # the speck is only dropped by Analyser.segment and "suggestive of bone metastases" in sure_lesion["report"]
     none = np.zeros_like(labels)
     none[labels == BONE] = BONE
-    unsure = summarise(study, 0.3, none, np.zeros(labels.shape, np.float32), 0.5)
+    unsure = summarise(study, 0.3, none, np.zeros(labels.shape, np.float32), 0.56)
     assert not unsure["metastatic"] and unsure["bstbi"] == 0 and unsure["lesion_count"] == 0
     assert "no scintigraphic evidence" in unsure["report"]
