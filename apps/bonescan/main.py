@@ -137,25 +137,25 @@ class BoneScanApp(MONAILabelApp):
         super().on_init_complete()
         self.train_starter_models()
 
+    def training_params(self, name: str, minutes: float, run_name: str) -> dict:
+        """Request of one background training job: its share of ``minutes`` and the phantoms it adds."""
+        phantoms = int(self.conf.get("starter_phantoms", 160))
+        plan = dict(STARTER_PLAN[name])
+        params = {"minutes": round(minutes * plan.pop("share"), 2), "max_epochs": 1000, "name": run_name,
+                  "phantoms": phantoms, **plan}
+        params["val_phantoms"] = max(2, min(params["val_phantoms"], phantoms // 2))
+        return params
+
     def train_starter_models(self):
         """Queue MONAI Label training jobs for models without weights, so a new install needs no step by hand."""
         minutes = float(self.conf.get("starter_minutes", 20))
-        phantoms = int(self.conf.get("starter_phantoms", 160))
         untrained = [m for m in self.untrained_models() if m in self._trainers]
         if minutes <= 0 or not untrained:
             return
         for name in ("segmentation", "classification"):
             if name not in untrained:
                 continue
-            plan = dict(STARTER_PLAN[name])
-            params = {
-                "minutes": round(minutes * plan.pop("share"), 2),
-                "max_epochs": 1000,
-                "name": "starter",
-                "phantoms": phantoms,
-                **plan,
-            }
-            params["val_phantoms"] = max(2, min(params["val_phantoms"], phantoms // 2))
+            params = self.training_params(name, minutes, "starter")
             logger.info(f"No weights for '{name}': queueing a starter training job {params}")
             self.async_training(name, params={name: params}, enqueue=True)
 
@@ -177,12 +177,8 @@ class BoneScanApp(MONAILabelApp):
     def retrain(self, reason: str):
         """Queue incremental training of both networks (MONAI Label runs one job at a time)."""
         minutes = float(self.conf.get("retrain_minutes", 10))
-        phantoms = int(self.conf.get("starter_phantoms", 160))
         for name in ("segmentation", "classification"):
-            plan = dict(STARTER_PLAN[name])
-            params = {"minutes": round(minutes * plan.pop("share"), 2), "max_epochs": 1000, "name": "retrain",
-                      "phantoms": phantoms, **plan}
-            params["val_phantoms"] = max(2, min(params["val_phantoms"], phantoms // 2))
+            params = self.training_params(name, minutes, "retrain")
             logger.info(f"Retraining '{name}' ({reason}): {params}")
             self.async_training(name, params={name: params}, enqueue=True)
 
