@@ -112,6 +112,35 @@ class RandFlipViewsd(RandomizableTransform, MapTransform):
         return d
 
 
+class RandDropViewd(RandomizableTransform, MapTransform):
+    """Blank one view, as in single-view scans (a missing view reads as zeros).
+
+    The label map of the blanked view becomes background, and ``metastatic`` follows the lesion
+    pixels of the view that is left. Examples without a drawn label map (case-level answers only)
+    are left whole: their answer may rest on the view that would be dropped.
+    """
+
+    def __init__(self, image_key: str = "image", label_key: str = "label", case_key: str = "metastatic", prob: float = 0.1):
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, [image_key])
+        self.image_key, self.label_key, self.case_key = image_key, label_key, case_key
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform or not d.get("has_label_map", True) or self.label_key not in d:
+            return d
+        view = int(self.R.randint(2))
+        image = np.array(_numpy(d[self.image_key]), copy=True)
+        label = np.array(_numpy(d[self.label_key]), copy=True)
+        image[view] = 0
+        label[view] = 0
+        d[self.image_key], d[self.label_key] = image, label
+        if self.case_key in d:
+            d[self.case_key] = float((label == LESION).any())
+        return d
+
+
 class CropFocusd(MapTransform):
     """``data[name]`` (1, H, W) for class-balanced crops: 1 lesion, 2 bladder (in either view), 0 elsewhere.
 

@@ -57,7 +57,11 @@ def summary(m: dict) -> str:
         f"Dice lesion {num(seg['lesion']['pooled'])} (mean {num(seg['lesion']['mean'])}), "
         f"bladder {num(seg['bladder']['pooled'])}; lesions detected {rate(m['lesions']['detection_sensitivity'])}, "
         f"{num(m['lesions']['false_positives_per_study'], 2)} false positives per study",
-        f"BSTBI Pearson r {num(b['pearson_r'])}, MAE {num(b['mae'], 4)}",
+        f"BSTBI Pearson r {num(b['pearson_r'])}, MAE {num(b['mae'], 4)}; without superscans "
+        f"r {num(m['bstbi']['without_superscans']['pearson_r'])}, MAE {num(m['bstbi']['without_superscans']['mae'], 4)} "
+        f"({m['bstbi']['superscans']['n']} superscans)",
+        "decision rules (Youden J, threshold): " + ", ".join(
+            f"{k} {num(v['youden'])} @ {num(v['threshold'], 3)}" for k, v in m["rule_sweep"].items()),
         f"targets: {passed}/{len(m['targets'])} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
         + (f"; undefined on this set: {', '.join(undefined)}" if undefined else ""),
     ]

@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "train")
     parser.add_argument("--pool-dir", type=Path, default=REPO / "var" / "phantom_pool")
     parser.add_argument("--n-train", type=int, default=600, help="phantom studies for training")
+    parser.add_argument("--n-superscan", type=int, default=30,
+                        help="extra superscan studies for training: about 2 %% of scans, yet they carry the largest BSTBI")
     parser.add_argument("--n-val", type=int, default=60, help="phantom studies for validation (other seeds)")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--datastore", type=Path, default=None, help="also train on the final labels of this datastore")
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
 
     train_paths = build_phantom_pool(args.pool_dir / "train", args.n_train, args.seed)
+    if args.n_superscan:
+        train_paths += build_phantom_pool(args.pool_dir / "superscan", args.n_superscan, args.seed + 900_000, superscan=True)
     val_paths = build_phantom_pool(args.pool_dir / "val", args.n_val, args.seed + 500_000)
     train_examples = load_examples(train_paths)
     val_examples = load_examples(val_paths)

@@ -230,3 +230,37 @@ def test_age_groups_follow_the_study():
     from bonescan.evaluation.metrics import age_group
 
     assert [age_group(a) for a in (12, 49.9, 50, 69.9, 70, 93, math.nan)] == ["<50", "<50", "50-69", "50-69", ">=70", ">=70", "unknown"]
+
+
+def _result(truth: bool, cls: float, seg: float, bstbi: float, truth_bstbi: float, superscan: bool = False):
+    from bonescan.evaluation.load import StudyResult
+
+    return StudyResult(study_id="s", age=60.0, sex="F", truth_metastatic=truth, truth_bstbi=truth_bstbi,
+                       truth_lesion_count=int(truth), truth_superscan=superscan, metastatic=cls >= 0.5,
+                       metastasis_probability=cls, classifier_probability=cls, lesion_evidence=seg,
+                       bstbi=bstbi, seconds=0.1)
+
+
+def test_rule_sweep_finds_the_score_that_separates_the_classes():
+    from bonescan.evaluation.metrics import rule_sweep
+
+    # The segmentation separates perfectly at 0.6; the classifier is noise.
+    results = [_result(True, 0.2, 0.7, 1, 1), _result(True, 0.8, 0.9, 1, 1),
+               _result(False, 0.9, 0.1, 0, 0), _result(False, 0.1, 0.5, 0, 0)]
+    sweep = rule_sweep(results)
+    assert sweep["segmentation"]["youden"] == pytest.approx(1.0)
+    assert 0.5 < sweep["segmentation"]["threshold"] <= 0.7
+    assert sweep["classifier"]["youden"] <= 0.5
+    assert set(sweep) == {"classifier", "segmentation", "mean", "max"}
+
+
+def test_bstbi_without_superscans_leaves_out_only_them():
+    from bonescan.evaluation.metrics import bstbi_summary
+
+    results = [_result(True, 0.9, 0.9, v, v + 0.01) for v in (0.5, 1.0, 2.0, 3.0)]
+    results.append(_result(True, 0.9, 0.9, 0.2, 100.0, superscan=True))
+    summary = bstbi_summary(results)
+    assert summary["all"]["pearson_r"] < 0.5
+    assert summary["without_superscans"]["n"] == 4
+    assert summary["without_superscans"]["pearson_r"] == pytest.approx(1.0, abs=1e-3)
+    assert summary["superscans"]["n"] == 1

@@ -51,6 +51,7 @@ class StudyResult:
     truth_metastatic: bool
     truth_bstbi: float
     truth_lesion_count: int
+    truth_superscan: bool
     metastatic: Optional[bool]
     metastasis_probability: float
     classifier_probability: float
@@ -161,6 +162,7 @@ def evaluate_study(row: dict, truth: Path, json_path: Path, npz_path: Path) -> S
         truth_metastatic=bool(int(row["metastatic"])),
         truth_bstbi=_number(row, "bstbi"),
         truth_lesion_count=int(float(row.get("lesion_count") or 0)),
+        truth_superscan=bool(int(float(row.get("superscan") or 0))),
         metastatic=None if metastatic is None else bool(metastatic),
         metastasis_probability=_number(values, "metastasis_probability"),
         classifier_probability=_number(values, "classifier_probability"),

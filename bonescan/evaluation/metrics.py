@@ -139,11 +139,54 @@ def correlation(truth: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def bstbi_summary(results: Sequence[StudyResult]) -> dict:
-    """BSTBI agreement over all studies and over the truly metastatic ones (where it matters)."""
+    """BSTBI agreement over all studies, the truly metastatic ones, and without superscans.
+
+    A superscan's BSTBI (most of the axial skeleton) is tens of times any other study's, so one
+    such study decides Pearson r on its own; the figure without them shows the rest.
+    """
     truth = np.array([r.truth_bstbi for r in results], float)
     pred = np.array([r.bstbi for r in results], float)
     metastatic = np.array([r.truth_metastatic for r in results], bool)
-    return {"all": correlation(truth, pred), "metastatic": correlation(truth[metastatic], pred[metastatic])}
+    superscan = np.array([r.truth_superscan for r in results], bool)
+    return {
+        "all": correlation(truth, pred),
+        "metastatic": correlation(truth[metastatic], pred[metastatic]),
+        "without_superscans": correlation(truth[~superscan], pred[~superscan]),
+        "superscans": correlation(truth[superscan], pred[superscan]),
+    }
+
+
+# Ways to combine the two networks' evidence into one score (see bonescan.analysis).
+COMBINATIONS = {
+    "classifier": lambda c, s: c,
+    "segmentation": lambda c, s: s,
+    "mean": lambda c, s: 0.5 * (c + s),
+    "max": lambda c, s: np.maximum(c, s),
+}
+
+
+def rule_sweep(results: Sequence[StudyResult]) -> dict:
+    """For each way of combining classifier and segmentation: AUC and the best threshold (Youden J).
+
+    Run on a tuning set (not the evaluation set) to choose the served rule and threshold.
+    """
+    keep = [r for r in results if math.isfinite(r.classifier_probability) and math.isfinite(r.lesion_evidence)]
+    truth = np.array([r.truth_metastatic for r in keep], bool)
+    cls = np.array([r.classifier_probability for r in keep], float)
+    seg = np.array([r.lesion_evidence for r in keep], float)
+    out = {}
+    for name, combine in COMBINATIONS.items():
+        score = combine(cls, seg)
+        best = {"youden": -math.inf, "threshold": math.nan}
+        for threshold in np.unique(np.round(score, 3)):
+            decision = score >= threshold
+            sens = np.mean(decision[truth]) if truth.any() else math.nan
+            spec = np.mean(~decision[~truth]) if (~truth).any() else math.nan
+            if sens + spec - 1 > best["youden"]:
+                best = {"youden": float(sens + spec - 1), "threshold": float(threshold),
+                        "sensitivity": float(sens), "specificity": float(spec)}
+        out[name] = dict(best, auc=roc_auc(truth, score), n=int(truth.size))
+    return out
 
 
 def _target(name: str, value: float, goal: str, passed: Optional[bool], study: Optional[float] = None) -> dict:
@@ -185,6 +228,7 @@ def summarize(results: Sequence[StudyResult]) -> dict:
         "lesions": lesion_summary(results),
         "bstbi": bstbi_summary(results),
     }
+    m["rule_sweep"] = rule_sweep(results)
     m["case_level"]["by_age"] = {name: case_metrics(*rule_arrays(g, "final")) for name, g in groups.items()}
     m["segmentation"]["by_age"] = {name: {c: dice_summary(g, c) for c in SEGMENT_CLASSES} for name, g in groups.items()}
     seconds = np.array([r.seconds for r in results], float)

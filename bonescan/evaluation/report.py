@@ -123,6 +123,14 @@ def render(m: dict, context: dict, plots: Dict[str, Path], cases: Sequence[dict]
                     [[k, b["n"], num(b["pearson_r"]), num(b["spearman_rho"]), num(b["mae"], 4)] for k, b in m["bstbi"].items()])
     lines += ["", "![BSTBI scatter](bstbi_scatter.png)" if "bstbi_scatter" in plots else ""]
 
+    sweep = m.get("rule_sweep", {})
+    if sweep:
+        lines += ["", "## Decision rules (best threshold by Youden J on this set)", "",
+                  "Choose the served rule on a tuning set, never on the evaluation set.", ""]
+        lines += _table(["score", "ROC AUC", "Youden J", "threshold", "sensitivity", "specificity"],
+                        [[name, num(v["auc"]), num(v["youden"]), num(v["threshold"], 3),
+                          num(v.get("sensitivity")), num(v.get("specificity"))] for name, v in sweep.items()])
+
     lines += ["", "## Speed", "",
               f"- seconds per study (from the predictions): mean {num(m['seconds']['mean'], 2)}, "
               f"median {num(m['seconds']['median'], 2)} (Liu et al.: {STUDY['seconds_per_case']})"]

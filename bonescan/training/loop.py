@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -180,7 +181,9 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
     seconds_before = state["seconds"]
     losses: List[float] = []
     stop_reason = "time budget"
-    bar = tqdm(desc=f"train {config.kind}", unit="it", disable=not progress, initial=state["iteration"])
+    # In a log file (no terminal) a bar line every 30 s, not one per iteration.
+    bar = tqdm(desc=f"train {config.kind}", unit="it", disable=not progress, initial=state["iteration"],
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)
     while True:
         if time.time() >= deadline:
             break
@@ -200,7 +203,7 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
         losses.append(loss.item())
         state["iteration"] += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", best=f"{state['best']:.3f}")
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", best=f"{state['best']:.3f}", refresh=False)
 
         if state["iteration"] % config.val_every == 0:
             metrics = validate(config.kind, network, val_examples, config.bf16, device)

@@ -21,13 +21,13 @@ logger = logging.getLogger(__name__)
 
 
 def _make_example(args) -> str:
-    folder, seed = args
+    folder, seed, overrides = args
     from bonescan.phantoms.generator import make_phantom
 
     path = Path(folder) / f"phantom_{seed}.npz"
     if path.exists():
         return str(path)
-    phantom = make_phantom(seed)
+    phantom = make_phantom(seed, **overrides)
     with atomic_path(path) as tmp:
         np.savez_compressed(
             tmp,
@@ -39,13 +39,17 @@ def _make_example(args) -> str:
     return str(path)
 
 
-def build_phantom_pool(folder, n: int, seed: int, workers: int = 2, progress: bool = True) -> List[Path]:
-    """Generate (or reuse) ``n`` phantom examples in ``folder``; study i has seed ``seed + i``."""
+def build_phantom_pool(folder, n: int, seed: int, workers: int = 2, progress: bool = True, **overrides) -> List[Path]:
+    """Generate (or reuse) ``n`` phantom examples in ``folder``; study i has seed ``study_seed(seed, i)``.
+
+    ``overrides`` pin phantom properties (e.g. ``superscan=True``) for a pool of rare cases; give
+    such a pool its own folder, since files are named by seed.
+    """
     from bonescan.phantoms.generator import study_seed
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(folder), study_seed(seed, i)) for i in range(n)]
+    jobs = [(str(folder), study_seed(seed, i), overrides) for i in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             paths = list(tqdm(pool.map(_make_example, jobs, chunksize=4), total=n, desc="phantoms", disable=not progress))

@@ -6,7 +6,7 @@ Measured choices (2-core CPU, see README "Model design"):
   the whole 1024 x 256 study in one pass;
 - classification sees the whole study sum-pooled to 512 x 128, 4x cheaper than full size,
   since its job is the case-level answer and the segmentation keeps full resolution;
-- both see the two views as channels, after count thinning, small affine changes and joint flips
+- both see the two views as channels, after blanking one view now and then, count thinning, small affine changes and joint flips
   (the affine comes after cropping / pooling: the same change on 4x fewer pixels).
 """
 
@@ -21,7 +21,15 @@ from monai.transforms import Compose, RandAffined, RandCropByLabelClassesd
 
 from bonescan.analysis import CLASSIFIER_POOL  # one value for training and inference
 from bonescan.networks import N_SEG_CLASSES, split_view_logits
-from bonescan.transforms import AsTensord, CropFocusd, NormaliseCountsd, RandFlipViewsd, RandRecountd, SumPoold
+from bonescan.transforms import (
+    AsTensord,
+    CropFocusd,
+    NormaliseCountsd,
+    RandDropViewd,
+    RandFlipViewsd,
+    RandRecountd,
+    SumPoold,
+)
 
 CROP = (256, 256)
 # Crop centres: anywhere, on a lesion, on the bladder (a class absent from a study is skipped).
@@ -31,8 +39,17 @@ CROP_RATIOS = (1.0, 3.0, 1.0)
 CE_CLASS_WEIGHTS = (0.5, 3.0, 1.0, 1.0)
 
 
+# Share of training studies shown with one view blanked, so single-view scans (e.g. NEMA NM1,
+# anterior only) are not out of distribution.
+VIEW_DROP_PROB = 0.1
+
+
 def _recount_and_flip(keys) -> List:
-    return [RandRecountd(keys="image", prob=0.7, keep_range=(0.2, 1.0)), RandFlipViewsd(keys=keys, prob=0.5)]
+    return [
+        RandDropViewd(prob=VIEW_DROP_PROB),
+        RandRecountd(keys="image", prob=0.7, keep_range=(0.2, 1.0)),
+        RandFlipViewsd(keys=keys, prob=0.5),
+    ]
 
 
 def _affine(keys, modes, translate) -> RandAffined:
