@@ -55,12 +55,12 @@ def test_tiny_run_publishes_and_resumes(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import train
 
-    common = ["--model", "segmentation", "--n-train", "3", "--n-val", "2", "--val-every", "1", "--batch-size", "2",
+    common = ["--model", "segmentation", "--n-train", "3", "--n-superscan", "1", "--n-val", "2", "--val-every", "1", "--batch-size", "2",
               "--pool-dir", str(tmp_path / "pool"), "--work-dir", str(tmp_path / "work"), "--model-dir", str(tmp_path / "model")]
     assert train.main(common + ["--max-iterations", "1"]) == 0
     assert (tmp_path / "model" / "segmentation.pt").exists()
     record = json.loads((tmp_path / "model" / "segmentation.json").read_text())
-    assert record["iteration"] == 1 and record["trained_on"] == 3
+    assert record["iteration"] == 1 and record["trained_on"] == 4  # 3 + 1 superscan
     assert train.main(common + ["--max-iterations", "2"]) == 0
     history = json.loads((tmp_path / "work" / "segmentation_history.json").read_text())
     assert [h["iteration"] for h in history] == [1, 2]  # continued, did not start over
