@@ -14,9 +14,8 @@ classifier alone), and the threshold 0.56 was chosen there, never on the evaluat
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -29,6 +28,7 @@ from bonescan.networks import CLASSIFIER_LABELS, build_classifier, build_segment
 from bonescan.preprocess import normalise_counts
 from bonescan.report import write_report
 from bonescan.study import Study
+from bonescan.versions import model_versions
 
 DECISION_THRESHOLD = 0.56  # chosen on the validation phantoms (see module docstring)
 CLASSIFIER_POOL = 2  # the classifier sees 512 x 128 (see bonescan.training.recipes)
@@ -46,15 +46,6 @@ def weights_path(model_dir: Path, kind: str) -> Path:
     return Path(model_dir) / f"{kind}.pt"
 
 
-def model_versions(model_dir: Path) -> Dict[str, Optional[Dict]]:
-    """What training published next to each weight file (iteration, metrics, time)."""
-    versions = {}
-    for kind in ("classification", "segmentation"):
-        record = Path(model_dir) / f"{kind}.json"
-        versions[kind] = json.loads(record.read_text()) if record.exists() else None
-    return versions
-
-
 def pooled_input(counts: np.ndarray, factor: int = CLASSIFIER_POOL) -> np.ndarray:
     views, rows, cols = counts.shape
     return counts.reshape(views, rows // factor, factor, cols // factor, factor).sum(axis=(2, 4))
@@ -67,6 +58,7 @@ class Analyser:
     bf16: bool = True
     threshold: float = DECISION_THRESHOLD
     channels_last: bool = True
+    versions: Dict[str, Optional[int]] = field(default_factory=dict)  # version number of each network's weights
 
     @classmethod
     def from_model_dir(cls, model_dir, bf16: bool = True, channels_last: bool = True) -> "Analyser":
@@ -81,7 +73,8 @@ class Analyser:
         if channels_last:
             classifier = classifier.to(memory_format=torch.channels_last)
             segmenter = segmenter.to(memory_format=torch.channels_last)
-        return cls(classifier, segmenter, bf16=bf16, channels_last=channels_last)
+        versions = {kind: (record or {}).get("version") for kind, record in model_versions(model_dir).items()}
+        return cls(classifier, segmenter, bf16=bf16, channels_last=channels_last, versions=versions)
 
     def _run(self, network: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(x)[None]
@@ -113,6 +106,7 @@ class Analyser:
         labels, lesion_probability = self.segment(study)
         result = summarise(study, classifier_probability, labels, lesion_probability, self.threshold)
         result["analysis_seconds"] = round(time.perf_counter() - start, 4)
+        result["model_versions"] = dict(self.versions)
         return labels, result
 
 

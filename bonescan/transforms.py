@@ -116,8 +116,8 @@ class RandDropViewd(RandomizableTransform, MapTransform):
     """Blank one view, as in single-view scans (a missing view reads as zeros).
 
     The label map of the blanked view becomes background, and ``metastatic`` follows the lesion
-    pixels of the view that is left. Examples without a drawn label map (case-level answers only)
-    are left whole: their answer may rest on the view that would be dropped.
+    pixels of the view that is left. Examples without a drawn label map (case-level answers only,
+    or a class index in ``label``) are left whole: their answer may rest on the dropped view.
     """
 
     def __init__(self, image_key: str = "image", label_key: str = "label", case_key: str = "metastatic", prob: float = 0.1):
@@ -130,9 +130,11 @@ class RandDropViewd(RandomizableTransform, MapTransform):
         self.randomize(None)
         if not self._do_transform or not d.get("has_label_map", True) or self.label_key not in d:
             return d
-        view = int(self.R.randint(2))
         image = np.array(_numpy(d[self.image_key]), copy=True)
         label = np.array(_numpy(d[self.label_key]), copy=True)
+        if label.shape != image.shape:  # a class index, not a map: the lesions' view is unknown
+            return d
+        view = int(self.R.randint(2))
         image[view] = 0
         label[view] = 0
         d[self.image_key], d[self.label_key] = image, label

@@ -82,7 +82,6 @@ def _make_analyser(kind: str, model_dir: Path):
 
 def _stage_times(analyser, path: Path, scratch: Path) -> dict:
     """One study timed stage by stage (mirrors Analyser.analyse; the sum is close to its time)."""
-    import numpy as np
     import torch
 
     from bonescan.analysis import CLASSIFIER_LABELS, LESION_CHANNEL, pooled_input

@@ -75,7 +75,9 @@ def main(argv=None) -> int:
         config = RunConfig(kind=kind, model_dir=args.model_dir, work_dir=args.work_dir, minutes=minutes,
                            max_iterations=args.max_iterations, batch_size=batch, val_every=args.val_every,
                            patience=args.patience, bf16=not args.no_bf16, seed=args.seed)
-        summary = train(config, train_examples, val_examples)
+        # Case-level answers without drawing teach the classifier only.
+        examples = [e for e in train_examples if kind != "segmentation" or e.get("has_label_map", True)]
+        summary = train(config, examples, val_examples)
         summaries.append(summary)
         print(json.dumps(summary))
     print("done: " + "; ".join(f"{s['kind']} {s['iterations']} it, best {s['best']:.3f} ({s['stopped']})" for s in summaries))

@@ -26,7 +26,7 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from bonescan import BoneScanInputError, monailabel_workarounds
-from bonescan.analysis import model_versions
+from bonescan.versions import model_versions
 from bonescan.labels import SEGMENTATION_LABELS
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
@@ -134,8 +134,42 @@ class BoneScanApp(MONAILabelApp):
         return meta
 
     def on_init_complete(self):
+        """Server start (not in job subprocesses): our routes, then starter training if needed."""
         super().on_init_complete()
+        from monailabel.app import app as api  # the FastAPI application serving this app
+
+        from lib.endpoints import register
+
+        register(api, self)
         self.train_starter_models()
+
+    def labels_since_training(self) -> SavedLabelCounter:
+        return SavedLabelCounter(os.path.join(self.model_dir, "saved_labels.json"))
+
+    def save_case_label(self, image_id: str, metastatic: bool, annotator: str = "") -> dict:
+        """A case-level answer without drawing; counts towards retraining like any saved label."""
+        datastore = self.datastore()
+        if not isinstance(datastore, BoneScanDatastore):
+            raise HTTPException(501, "case-level labels without drawing need the local datastore")
+        saved = datastore.save_case_label(image_id, metastatic, annotator)
+        return {**saved, **(self.on_save_label(image_id, image_id) or {})}
+
+    def learning_status(self) -> Dict[str, Any]:
+        datastore = self.datastore()
+        final = datastore.get_labeled_images(label_tag="final")
+        drawn = sum(
+            (datastore.get_label_info(datastore.get_label_by_image_id(i, "final"), "final") or {}).get("drawn", True) is not False
+            for i in final
+        )
+        every = int(self.conf.get("retrain_every", 5))
+        return {
+            "model_versions": model_versions(self.model_dir),
+            "untrained_models": self.untrained_models(),
+            "studies": len(datastore.list_images()),
+            "final_labels": {"total": len(final), "drawn": drawn, "case_level_only": len(final) - drawn},
+            "retrain_every": every,
+            "labels_since_last_training": self.labels_since_training().count(),
+        }
 
     def training_params(self, name: str, minutes: float, run_name: str) -> dict:
         """Request of one background training job: its share of ``minutes`` and the phantoms it adds."""
@@ -165,7 +199,7 @@ class BoneScanApp(MONAILabelApp):
         every = int(self.conf.get("retrain_every", 5))
         if every <= 0:
             return result
-        counter = SavedLabelCounter(os.path.join(self.model_dir, "saved_labels.json"))
+        counter = self.labels_since_training()
         count = counter.add(image_id)
         result["labels_until_retraining"] = max(every - count, 0)
         if count >= every:

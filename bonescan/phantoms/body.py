@@ -9,7 +9,7 @@ trunks: more background, more attenuation, lower bone-to-soft-tissue contrast.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 

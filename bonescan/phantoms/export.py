@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 

@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -27,6 +27,7 @@ from bonescan.io.atomic import atomic_path
 from bonescan.labels import BLADDER, LESION
 from bonescan.networks import build_classifier, build_segmenter, split_view_logits
 from bonescan.training import recipes
+from bonescan.versions import publish_weights
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +112,14 @@ def validate(kind: str, network: torch.nn.Module, examples: List[Dict], bf16: bo
     return {"auc": auc, "accuracy": accuracy, "key": auc if not math.isnan(auc) else accuracy}
 
 
-def publish(network: torch.nn.Module, config: RunConfig, record: Dict) -> Path:
-    """Write the weights the server and batch jobs load, and a small description next to them."""
-    config.model_dir.mkdir(parents=True, exist_ok=True)
+def publish(network: torch.nn.Module, config: RunConfig, record: Dict, trained_on: int, validated_on: int,
+            started_from: str) -> Path:
+    """Write the weights the server and batch jobs load, with their version record."""
     path = config.model_dir / f"{config.kind}.pt"
-    with atomic_path(path) as tmp:
-        torch.save({"model": network.state_dict()}, tmp)
-    with atomic_path(config.model_dir / f"{config.kind}.json") as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2, default=str))
+    metrics = {k: v for k, v in record.items() if k not in ("iteration", "seconds", "train_loss", "lr", "key")}
+    metrics["key"] = record["key"]
+    publish_weights(network, path, key_metric="key", metrics=metrics, trained_on=trained_on, validated_on=validated_on,
+                    source="scripts/train.py", iteration=record["iteration"], started_from=started_from)
     return path
 
 
@@ -221,9 +222,7 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
             improved = metrics["key"] >= state["best"]
             if improved:
                 state["best"], state["stale"] = metrics["key"], 0
-                publish(network, config, {**record, "kind": config.kind, "trained_on": len(train_examples),
-                                          "validated_on": len(val_examples), "published_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                          "started_from": state["start"]})
+                publish(network, config, record, len(train_examples), len(val_examples), state["start"])
             else:
                 state["stale"] += 1
             logger.info(f"{config.kind} validation {record} {'(published)' if improved else ''}")

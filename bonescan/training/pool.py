@@ -94,9 +94,10 @@ def datastore_examples(datastore, tag: str = "final") -> List[Dict]:
     for image_id in datastore.get_labeled_images(label_tag=tag):
         study = read_study(datastore.get_image_uri(image_id))
         label_id = datastore.get_label_by_image_id(image_id, tag)
-        label_uri = datastore.get_label_uri(label_id, tag) if label_id else ""
+        info = (datastore.get_label_info(label_id, tag) if label_id else {}) or {}
+        drawn = info.get("drawn", True) is not False  # False: a case-level answer without drawing
+        label_uri = datastore.get_label_uri(label_id, tag) if label_id and drawn else ""
         label_map = read_labels_nifti(label_uri, study.meta) if label_uri else None
-        info = datastore.get_label_info(label_id, tag) if label_id else {}
         examples.append(
             {
                 "id": image_id,

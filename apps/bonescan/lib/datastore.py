@@ -20,13 +20,14 @@ from typing import Any, Dict
 import numpy as np
 from fastapi import HTTPException
 from filelock import FileLock
-from monailabel.datastore.local import DataModel, LocalDatastore
+from monailabel.datastore.local import DataModel, LocalDatastore, LocalDatastoreModel
 from monailabel.utils.others.generic import file_ext
 
 from bonescan.errors import BoneScanInputError
-from bonescan.io import read_labels_nifti, read_study
+from bonescan.io import read_labels_nifti, read_study, write_labels_nifti
 from bonescan.io.atomic import atomic_path
 from bonescan.labels import SEGMENTATION_LABELS
+from bonescan.study import CANONICAL_SHAPE, VIEWS
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,47 @@ def check_label(image_path: str, label_path: str, label_name: str) -> None:
 
 
 class BoneScanDatastore(LocalDatastore):
+    """LocalDatastore that checks labels, writes them atomically and merges concurrent writers.
+
+    MONAI Label runs batch inference and scoring in subprocesses with their own copy of the
+    datastore, and each rewrote ``datastore_v2.json`` from memory: whatever the other process had
+    saved in the meantime was lost. Every write here first merges what is on disk (under the same
+    file lock): images and labels it does not know are taken over, and of two records of one
+    label the newer wins.
+    """
+
+    def _update_datastore_file(self, lock=True):
+        if not lock:
+            self._merge_from_disk()
+            return super()._update_datastore_file(lock=False)
+        with FileLock(self._lock_file):
+            self._merge_from_disk()
+            return super()._update_datastore_file(lock=False)
+
+    def _merge_from_disk(self) -> None:
+        path = self._datastore_config_path
+        if not os.path.exists(path) or os.stat(path).st_mtime == self._config_ts:
+            return  # nobody else wrote since we last read or wrote it
+        try:
+            with open(path) as handle:
+                disk = LocalDatastoreModel.model_validate_json(handle.read())
+        except ValueError as error:
+            logger.warning(f"{path} unreadable ({error}); writing our own view of the datastore")
+            return
+        for image_id, theirs in disk.objects.items():
+            ours = self._datastore.objects.get(image_id)
+            if ours is None:
+                if os.path.exists(os.path.join(self._datastore.image_path(), theirs.image.info.get("name", ""))):
+                    self._datastore.objects[image_id] = theirs
+                continue
+            for key, value in theirs.image.info.items():
+                ours.image.info.setdefault(key, value)
+            for tag, label in theirs.labels.items():
+                label_file = os.path.join(self._datastore.label_path(tag), label.info.get("name", ""))
+                mine = ours.labels.get(tag)
+                if os.path.exists(label_file) and (mine is None or label.info.get("ts", 0) > mine.info.get("ts", 0)):
+                    ours.labels[tag] = label
+
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         obj = self._datastore.objects.get(image_id)
         if not obj:
@@ -79,6 +121,30 @@ class BoneScanDatastore(LocalDatastore):
         return image_id
 
 
+    def save_case_label(self, image_id: str, metastatic: bool, annotator: str = "", tag: str = "final") -> dict:
+        """Store the case-level answer alone (no drawing): physicians often know it from the report.
+
+        A drawn label of the study keeps its drawing and gets the new answer in its info. Otherwise
+        an empty label map in the study's layout is stored with ``drawn: false`` in its info, so
+        the classifier learns from it and the segmentation trainer leaves it out.
+        """
+        obj = self._datastore.objects.get(image_id)
+        if not obj:
+            raise HTTPException(404, f"image '{image_id}' is not in the datastore")
+        if not isinstance(metastatic, bool):
+            raise HTTPException(422, f"'metastatic' must be true or false, got {metastatic!r}")
+        answer = {"metastatic": metastatic, "annotator": annotator, "case_level_ts": int(time.time())}
+        existing = obj.labels.get(tag)
+        if existing is not None and existing.info.get("drawn", True):
+            self.update_label_info(image_id, tag, answer)
+            return {"image": image_id, "tag": tag, "drawn": True, **answer}
+        meta = read_study(self.get_image_uri(image_id)).meta
+        with tempfile.TemporaryDirectory(prefix="bonescan-case-label-") as folder:
+            empty = write_labels_nifti(os.path.join(folder, "label.nii.gz"), np.zeros((len(VIEWS), *CANONICAL_SHAPE), np.uint8), meta)
+            self.save_label(image_id, str(empty), tag, {**answer, "drawn": False})
+        return {"image": image_id, "tag": tag, "drawn": False, **answer}
+
+
 class SavedLabelCounter:
     """Which studies got a new label since the last retraining; kept on disk across restarts."""
 
@@ -103,6 +169,9 @@ class SavedLabelCounter:
                 ids.append(image_id)
                 self._write(ids)
             return len(ids)
+
+    def count(self) -> int:
+        return len(self._read())
 
     def reset(self) -> None:
         with FileLock(self.path + ".lock"):

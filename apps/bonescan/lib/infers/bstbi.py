@@ -48,6 +48,7 @@ class BstbiInfer(BoneScanInferTask):
         study = data[STUDY_KEY]
         data["classifier_probability"] = analyser.classify(study)
         data["pred"], data["lesion_probability"] = analyser.segment(study)
+        data["model_versions"] = dict(analyser.versions)  # of the weights that made this result
         return data
 
     def post_transforms(self, data=None):
@@ -56,4 +57,4 @@ class BstbiInfer(BoneScanInferTask):
     def writer(self, data: Dict[str, Any], extension=None, dtype=None) -> Tuple[str, Dict[str, Any]]:
         output = result_path(".nii.gz")
         write_labels_nifti(output, data["pred"], data[STUDY_KEY].meta)
-        return output, data["result"]
+        return output, {**data["result"], "model_versions": data["model_versions"]}

@@ -111,6 +111,8 @@ class BoneScanTrainTask(BasicTrainTask):
         self.pool_dir = pool_dir
         self.publish_path = publish_path
 
+    needs_drawing = False  # True: labels with only a case-level answer are of no use to this network
+
     def __call__(self, request, datastore: Datastore):
         self._job_start = time.time()  # the budget covers data preparation too
         return super().__call__(request, datastore)
@@ -121,11 +123,15 @@ class BoneScanTrainTask(BasicTrainTask):
         for image_id in datastore.get_labeled_images(label_tag="final"):
             label_id = datastore.get_label_by_image_id(image_id, "final")
             info = datastore.get_label_info(label_id, "final") or {}
+            drawn = info.get("drawn", True) is not False  # False: a case-level answer without drawing
+            if self.needs_drawing and not drawn:
+                continue
             items.append(
                 {
                     "image": datastore.get_image_uri(image_id),
-                    "label": datastore.get_label_uri(label_id, "final"),
+                    "label": datastore.get_label_uri(label_id, "final") if drawn else "",
                     "metastatic": case_label(info, None) if "metastatic" in info else None,
+                    "has_label_map": drawn,
                 }
             )
         n_phantoms = int(request.get("phantoms", 0))

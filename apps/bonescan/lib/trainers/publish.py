@@ -9,25 +9,13 @@ many studies and with which validation metrics each version was trained (shown i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
-from typing import Optional
 
-import torch
 
-from bonescan.io.atomic import atomic_path
+from bonescan.versions import publish_weights
 
 logger = logging.getLogger(__name__)
-
-
-def read_version(publish_path: str) -> Optional[dict]:
-    record = os.path.splitext(publish_path)[0] + ".json"
-    if os.path.exists(record):
-        with open(record) as handle:
-            return json.load(handle)
-    return None
 
 
 class PublishIfNotWorse:
@@ -62,22 +50,11 @@ class PublishIfNotWorse:
         if metric < self.baseline:
             logger.info(f"{name}: {self.metric_name} {metric:.4f} < {self.baseline:.4f}: keeping the served model")
             return
-        previous = read_version(self.publish_path) or {}
-        with atomic_path(self.publish_path) as tmp:
-            torch.save({"model": self.network.state_dict()}, tmp)
-        record = {
-            "version": int(previous.get("version", 0)) + 1,
-            "published_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "metric": self.metric_name,
-            "value": round(metric, 4),
-            "previous_value": None if self.baseline == float("-inf") else round(self.baseline, 4),
-            "trained_on": self.trained_on,
-            "validated_on": self.validated_on,
-            "source": "server training job",
-        }
-        with atomic_path(os.path.splitext(self.publish_path)[0] + ".json") as tmp:
-            with open(tmp, "w") as handle:
-                json.dump(record, handle, indent=2)
+        record = publish_weights(
+            self.network, self.publish_path, key_metric=self.metric_name, metrics={self.metric_name: metric},
+            trained_on=self.trained_on, validated_on=self.validated_on, source="server training job",
+            previous_value=None if self.baseline == float("-inf") else round(self.baseline, 4),
+        )
         self.baseline = metric
         self.published += 1
         logger.info(f"Published version {record['version']} of {os.path.basename(self.publish_path)}: {record}")

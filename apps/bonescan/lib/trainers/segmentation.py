@@ -26,6 +26,8 @@ class ViewOneHotd(MapTransform):
 
 
 class SegmentationTrainer(BoneScanTrainTask):
+    needs_drawing = True
+
     def network(self, context):
         return build_segmenter().to(memory_format=torch.channels_last)
 
