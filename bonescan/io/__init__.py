@@ -12,3 +12,9 @@ __all__ = [
     "write_labels_npz",
     "write_whole_body_nm",
 ]
+
+# DICOM SEG and SR (TID 1500) on the NM image; imported here so that callers find them with the rest.
+from bonescan.io.dicom_seg import read_label_seg, write_label_seg  # noqa: E402
+from bonescan.io.dicom_sr import read_measurement_sr, write_measurement_sr  # noqa: E402
+
+__all__ += ["read_label_seg", "read_measurement_sr", "write_label_seg", "write_measurement_sr"]

@@ -6,8 +6,9 @@ docs/domain.md section 7, and what dciodvfy and pydicom-seg accept):
 - BINARY SEG, three segments always, numbered as our label values: 1 "Metastatic lesion"
   (category SCT 49755003 Morphologically abnormal structure, type SCT 14799000 Neoplasm,
   secondary, anatomic region SCT 272673000 Bone), 2 "Urinary bladder" (SCT 123037004
-  Anatomical structure / SCT 89837001 Bladder), 3 "Bone" (SCT 123037004 / SCT 272673000). A lesion pixel is only in segment 1 (the label map holds
-  one class per pixel). Empty frames are kept: one SEG frame per segment per NM frame.
+  Anatomical structure / SCT 89837001 Bladder), 3 "Bone" (SCT 123037004 / SCT 272673000).
+  A lesion pixel is only in segment 1 (the label map holds one class per pixel). Empty frames
+  are kept: one SEG frame per segment per NM frame (frames sorted by plane position).
 - Every SEG frame names its NM frame in DerivationImageSequence > SourceImageSequence
   (ReferencedSOPInstanceUID + ReferencedFrameNumber); ReferencedSeriesSequence names the NM.
 - One orientation for all frames (shared functional group): detector 1's
@@ -221,9 +222,9 @@ def _frame_reference(seg: Dataset, index: int, nm: Dataset, name) -> int:
     if not refs:
         raise BoneScanInputError(name, f"SEG frame {index + 1} names no source image frame",
                                  "export the SEG from the viewer again (DerivationImageSequence is missing)")
-    ref = refs[0]
-    if str(ref.get("ReferencedSOPInstanceUID", "")) != str(nm.SOPInstanceUID):
-        raise BoneScanInputError(name, f"SEG frame {index + 1} references instance {ref.get('ReferencedSOPInstanceUID')}, "
+    ref = next((r for r in refs if str(r.get("ReferencedSOPInstanceUID", "")) == str(nm.SOPInstanceUID)), None)
+    if ref is None:
+        raise BoneScanInputError(name, f"SEG frame {index + 1} references instance {refs[0].get('ReferencedSOPInstanceUID')}, "
                                  f"not the NM image {nm.SOPInstanceUID}", "save the SEG drawn on this study")
     number = ref.get("ReferencedFrameNumber", None)
     if number is None:
