@@ -44,13 +44,16 @@ CONFIG="$DATA/orthanc.json"
 PIDFILE="$DATA/orthanc.pid"
 LOG="$DATA/orthanc.log"
 
+# Whether a PID is a live process (a zombie waiting for its parent counts as gone).
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+
 # PID of the Orthanc started from this data folder, or nothing (a stale PID file is ignored).
 running_pid() {
     [ -f "$PIDFILE" ] || return 0
     local pid
     pid="$(tr -dc '0-9' <"$PIDFILE")"
     [ -n "$pid" ] || return 0
-    if [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "Orthanc" ]; then
+    if alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "Orthanc" ]; then
         echo "$pid"
     fi
 }
@@ -154,7 +157,7 @@ start() {
     waited=0
     deadline=$(( SECONDS + ${ORTHANC_START_TIMEOUT:-30} ))
     while :; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             rm -f "$PIDFILE"
             echo "orthanc.sh: Orthanc exited at start (configuration $CONFIG)." >&2
             log_tail
@@ -183,13 +186,13 @@ stop() {
     fi
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 100); do   # up to 20 s
-        kill -0 "$pid" 2>/dev/null || break
+        alive "$pid" || break
         sleep 0.2
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         echo "orthanc.sh: Orthanc (PID $pid) did not stop within 20 s; killing it" >&2
         kill -KILL "$pid" 2>/dev/null || true
-        for i in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        for i in $(seq 1 25); do alive "$pid" || break; sleep 0.2; done
     fi
     rm -f "$PIDFILE"
     echo "Orthanc stopped (PID $pid)"

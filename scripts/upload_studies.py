@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Send every DICOM file under a folder to a DICOMweb study store (STOW-RS), e.g. Orthanc.
+
+    python scripts/upload_studies.py DIR [--url http://127.0.0.1:8042/dicom-web] [--batch 10]
+
+Sends *.dcm files and any other file with the DICOM preamble, recursively, in batches. A file
+that is not DICOM or that the server refuses is reported with its name and the reason, and the
+run goes on; the exit code is 1 when any file failed. Start Orthanc first: scripts/orthanc.sh start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bonescan.pacs.upload import DEFAULT_URL, upload_folder  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="folder (or single file) to send")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"DICOMweb root (default {DEFAULT_URL})")
+    parser.add_argument("--batch", type=int, default=10, help="files per STOW-RS request (default 10)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if not args.folder.exists():
+        print(f"{args.folder}: no such file or folder", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    report = upload_folder(args.folder, args.url, batch_size=max(1, args.batch), progress=not args.no_progress,
+                           on_failure=lambda r: tqdm.write(f"FAILED {r.path}: {r.reason}", file=sys.stderr))
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
