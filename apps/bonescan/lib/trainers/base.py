@@ -143,7 +143,7 @@ class BoneScanTrainTask(BasicTrainTask):
         if n <= 0:
             return []
         paths = build_phantom_pool(os.path.join(self.pool_dir, name), n, seed, workers=1, progress=False)
-        return [{"image": str(p), "label": str(p), "metastatic": None} for p in paths]
+        return [{"image": str(p), "label": str(p), "metastatic": None, "has_label_map": True} for p in paths]
 
     def partition_datalist(self, context: Context, shuffle=False):
         n_val = int(context.request.get("val_phantoms", 0))
