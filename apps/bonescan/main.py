@@ -7,15 +7,24 @@ App options (``--conf NAME VALUE``):
   starter_phantoms phantom studies added to the datastore's labels for them (default 160)
   retrain_every    retrain both networks after this many saved final labels (default 5; 0: never)
   retrain_minutes  CPU minutes of each retraining job (default 10)
+  dicomweb_cache   cache folder of a DICOMweb study store (default ~/.cache/bonescan/dicomweb)
+  dicomweb_list_seconds  how long the PACS study/label listing is reused (default 10)
+  upload_retry_seconds   retry interval of labels the PACS did not take (default 30)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any, Dict
 
 from fastapi import HTTPException
+from lib.configs.classification import Classification
+from lib.configs.segmentation import Segmentation
+from lib.datastore import BoneScanDatastore, SavedLabelCounter
+from lib.infers import BstbiInfer, ModelNotTrainedError
+from lib.infers.batch import BoneScanBatchInfer
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -26,13 +35,8 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from bonescan import BoneScanInputError, monailabel_workarounds
-from bonescan.versions import model_versions
 from bonescan.labels import SEGMENTATION_LABELS
-from lib.configs.classification import Classification
-from lib.configs.segmentation import Segmentation
-from lib.datastore import BoneScanDatastore, SavedLabelCounter
-from lib.infers import BstbiInfer, ModelNotTrainedError
-from lib.infers.batch import BoneScanBatchInfer
+from bonescan.versions import model_versions
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +86,36 @@ class BoneScanApp(MONAILabelApp):
         return trainers
 
     def init_datastore(self):
-        """Our checked, atomic local store; remote stores (DICOMweb) as MONAI Label makes them."""
+        """Our checked, atomic local store, or our DICOMweb store for NM (see lib/dicomweb.py)."""
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            return self.init_dicomweb_datastore()
         return BoneScanDatastore(
             self.studies,
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_dicomweb_datastore(self):
+        """Studies in a PACS; no dcmqi download (our own SEG writer), NM search, short listing cache."""
+        import hashlib
+
+        from lib.dicomweb import BoneScanDicomWebDatastore
+
+        from bonescan.pacs.upload import make_client
+
+        url = self.studies.rstrip("/")
+        cache = self.conf.get("dicomweb_cache") or settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or os.path.join(
+            os.path.expanduser("~"), ".cache", "bonescan", "dicomweb")
+        cache = os.path.join(cache, hashlib.md5(url.encode()).hexdigest()[:12])
+        logger.info(f"DICOMweb datastore {url}, cache {cache}")
+        return BoneScanDicomWebDatastore(
+            make_client(url, timeout=60.0),
+            cache_path=cache,
+            search_filter={"Modality": "NM"},
+            list_seconds=float(self.conf.get("dicomweb_list_seconds", 10)),
+            retry_seconds=float(self.conf.get("upload_retry_seconds", 30)),
+            version=self.version,
         )
 
     def init_batch_infer(self):
@@ -136,11 +162,15 @@ class BoneScanApp(MONAILabelApp):
     def on_init_complete(self):
         """Server start (not in job subprocesses): our routes, then starter training if needed."""
         super().on_init_complete()
-        from monailabel.app import app as api  # the FastAPI application serving this app
-
         from lib.endpoints import register
+        from monailabel.app import (
+            app as api,  # the FastAPI application serving this app
+        )
 
         register(api, self)
+        store = self.datastore()
+        if hasattr(store, "upload_pending"):  # labels a previous run could not send to the PACS
+            threading.Thread(target=store.upload_pending, name="bonescan-upload-at-start", daemon=True).start()
         self.train_starter_models()
 
     def labels_since_training(self) -> SavedLabelCounter:
@@ -169,6 +199,7 @@ class BoneScanApp(MONAILabelApp):
             "final_labels": {"total": len(final), "drawn": drawn, "case_level_only": len(final) - drawn},
             "retrain_every": every,
             "labels_since_last_training": self.labels_since_training().count(),
+            "pacs_uploads": datastore.upload_status() if hasattr(datastore, "upload_status") else None,
         }
 
     def training_params(self, name: str, minutes: float, run_name: str) -> dict:
@@ -216,10 +247,28 @@ class BoneScanApp(MONAILabelApp):
             logger.info(f"Retraining '{name}' ({reason}): {params}")
             self.async_training(name, params={name: params}, enqueue=True)
 
+    def store_result_in_pacs(self, request, result):
+        """``params={"output": "dicom_seg"}``: the result goes to the PACS as SEG (+ SR for bstbi).
+
+        MONAI Label's own ``?output=dicom_seg`` converts with dcmqi/ITK from a NIfTI of the image,
+        which does not exist for planar NM, so the request rides in the params instead.
+        """
+        store = self.datastore()
+        if not hasattr(store, "store_result"):
+            raise HTTPException(422, "output=dicom_seg needs a DICOMweb study store (start with --studies http://.../dicom-web)")
+        label = result.get("file") or result.get("label")
+        params = result.get("params") or {}
+        stored = store.store_result(request["image"], label, params)
+        result["params"] = {**params, "pacs": {k: v for k, v in stored.items() if k != "seg_file"}}
+        return result
+
     def infer(self, request, datastore=None):
         """MONAI Label's infer, with clear HTTP answers for bad studies (422) and untrained models (503)."""
         try:
-            return super().infer(request, datastore)
+            result = super().infer(request, datastore)
+            if request.get("output") == "dicom_seg":
+                result = self.store_result_in_pacs(request, result)
+            return result
         except BoneScanInputError as error:
             logger.warning(f"Refused study: {error}")
             raise HTTPException(status_code=422, detail=str(error)) from error

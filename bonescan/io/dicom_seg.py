@@ -188,6 +188,8 @@ def write_label_seg(nm_path_or_dataset, label_map, path, *, model_output: bool, 
         series_description=series_description or ("bonescan segmentation" if model_output else "bonescan labels"),
         omit_empty_frames=False,
     )
+    # Series date and time let a PACS query (QIDO-RS) tell the newest of several labels of a study.
+    seg.SeriesDate, seg.SeriesTime = seg.ContentDate, seg.ContentTime
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return path
