@@ -10,7 +10,7 @@ PORT ?= 8000
 # training jobs, and spinning made inference 5x slower on a busy 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test venv system-deps datastore clean-datastore
+.PHONY: run run-pacs test venv system-deps datastore clean-datastore
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,23 @@ datastore: $(STAMP)
 run: $(STAMP) datastore
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/monailabel start_server \
 		--app apps/bonescan --studies datastore --host $(HOST) --port $(PORT)
+
+# The hospital path: Orthanc (Debian packages, data in var/orthanc) holds the demo studies and
+# their labels as DICOM SEG; MONAI Label reads and writes them over DICOMweb. Orthanc listens on
+# all interfaces of this machine (it has no bind option) but refuses non-local clients
+# (RemoteAccessAllowed false). It is stopped when the server stops.
+ORTHANC_HTTP_PORT ?= 8042
+export ORTHANC_HTTP_PORT
+DICOMWEB := http://127.0.0.1:$(ORTHANC_HTTP_PORT)/dicom-web
+
+run-pacs: $(STAMP) datastore
+	bash scripts/install_system_deps.sh orthanc
+	bash scripts/orthanc.sh start
+	$(PY) scripts/upload_studies.py datastore --labels datastore/labels/final --url $(DICOMWEB) --no-progress
+	trap 'bash scripts/orthanc.sh stop' EXIT; \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/monailabel start_server \
+		--app apps/bonescan --studies $(DICOMWEB) --host $(HOST) --port $(PORT) \
+		--conf dicomweb_cache $(CURDIR)/var/dicomweb-cache
 
 test: $(STAMP) system-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests

@@ -321,3 +321,29 @@ def upload_folder(root, url: str = DEFAULT_URL, **kwargs) -> UploadReport:
     """Send every DICOM file under ``root`` (see :func:`find_dicom_files`); see :func:`upload_files`."""
     files, ignored = find_dicom_files(root)
     return upload_files(files, url, ignored=ignored, **kwargs)
+
+
+def labels_as_segs(studies, labels, out_dir) -> Tuple[List[Path], List[str]]:
+    """Write each ``<labels>/<study>.nii.gz`` as a physician-label SEG of ``<studies>/<study>.dcm``.
+
+    Returns the SEG files and one message per label that could not be converted (no matching
+    study, wrong shape or values), so a bad label is reported instead of stopping the upload.
+    """
+    from bonescan.errors import BoneScanInputError
+    from bonescan.io import labels_to_original, read_labels_nifti, read_study
+    from bonescan.io.dicom_seg import write_label_seg
+
+    segs, problems = [], []
+    for label in sorted(Path(labels).glob("*.nii.gz")):
+        study = Path(studies) / (label.name[: -len(".nii.gz")] + ".dcm")
+        if not study.exists():
+            problems.append(f"{label}: no study {study.name} in {studies}")
+            continue
+        try:
+            meta = read_study(study).meta
+            stored = labels_to_original(read_labels_nifti(label, meta), meta)
+            segs.append(Path(write_label_seg(study, stored, Path(out_dir) / f"{study.stem}_seg.dcm", model_output=False,
+                                             series_description="bonescan final label")))
+        except BoneScanInputError as error:
+            problems.append(str(error))
+    return segs, problems
