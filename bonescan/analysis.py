@@ -9,7 +9,9 @@ least MIN_LESION_PIXELS), and a study is called metastatic when it reaches DECIS
 The classifier alone is specific but misses small lesions; the segmentation alone finds them but
 also calls some benign hot spots; their mean was the best rule on the validation phantoms
 (Youden 0.735 vs 0.651 for the larger of the two or the segmentation alone, 0.524 for the
-classifier alone), and the threshold 0.56 was chosen there, never on the evaluation set.
+classifier alone), and the threshold 0.56 was chosen there, never on the evaluation set. Each
+publication of weights chooses the threshold again on validation studies for exactly those
+weights (``bonescan.calibration``); DECISION_THRESHOLD is the fallback.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from bonescan.calibration import served_threshold
 from bonescan.errors import ModelNotTrainedError
 from bonescan.measure import drop_small_lesions, measure
-from bonescan.networks import CLASSIFIER_LABELS, build_classifier, build_segmenter, split_view_logits
+from bonescan.networks import (
+    CLASSIFIER_LABELS,
+    build_classifier,
+    build_segmenter,
+    split_view_logits,
+)
 from bonescan.preprocess import normalise_counts
 from bonescan.report import write_report
 from bonescan.study import Study
@@ -74,7 +82,9 @@ class Analyser:
             classifier = classifier.to(memory_format=torch.channels_last)
             segmenter = segmenter.to(memory_format=torch.channels_last)
         versions = {kind: (record or {}).get("version") for kind, record in model_versions(model_dir).items()}
-        return cls(classifier, segmenter, bf16=bf16, channels_last=channels_last, versions=versions)
+        threshold = served_threshold(model_dir, versions)
+        return cls(classifier, segmenter, bf16=bf16, channels_last=channels_last, versions=versions,
+                   threshold=DECISION_THRESHOLD if threshold is None else threshold)
 
     def _run(self, network: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(x)[None]

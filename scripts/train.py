@@ -80,6 +80,12 @@ def main(argv=None) -> int:
         summary = train(config, examples, val_examples)
         summaries.append(summary)
         print(json.dumps(summary))
+    if all((args.model_dir / f"{kind}.pt").exists() for kind in ("segmentation", "classification")):
+        from bonescan.calibration import calibrate, studies_from_pool
+
+        decision = calibrate(args.model_dir, studies_from_pool(val_paths))
+        if decision:
+            print(f"decision threshold {decision['threshold']:.3f} (Youden {decision['youden']:.3f} on {decision['n']} validation studies)")
     print("done: " + "; ".join(f"{s['kind']} {s['iterations']} it, best {s['best']:.3f} ({s['stopped']})" for s in summaries))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from bonescan.labels import BONE, LESION
@@ -76,3 +77,29 @@ def test_crop_focus_marks_lesions_and_bladder_of_either_view():
     label[0, 6, 3] = BLADDER
     focus = CropFocusd(keys="label")({"label": label})["crop_focus"]
     assert focus.shape == (1, 8, 6) and focus[0, 1, 1] == 1 and focus[0, 6, 3] == 2 and focus.sum() == 3
+
+
+def test_decision_threshold_is_calibrated_for_exactly_the_served_weights(tmp_path):
+    from bonescan.analysis import DECISION_THRESHOLD, Analyser
+    from bonescan.calibration import calibrate, studies_from_pool, youden_threshold
+    from bonescan.networks import build_classifier, build_segmenter
+    from bonescan.training.pool import build_phantom_pool
+    from bonescan.versions import publish_weights
+
+    assert youden_threshold(np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1]))["threshold"] == 0.6
+    model_dir = tmp_path / "model"
+    torch.manual_seed(0)
+    for kind, network in (("classification", build_classifier()), ("segmentation", build_segmenter())):
+        publish_weights(network, model_dir / f"{kind}.pt", key_metric="key", metrics={"key": 0.5},
+                        trained_on=1, validated_on=1, source="test")
+    pools = [build_phantom_pool(tmp_path / name, 5, seed, workers=1, progress=False, metastatic=flag)
+             for name, seed, flag in (("m", 1, True), ("n", 2, False))]
+    record = calibrate(model_dir, studies_from_pool(pools[0] + pools[1]))
+    assert record["n"] == 10 and record["model_versions"] == {"classification": 1, "segmentation": 1}
+    assert Analyser.from_model_dir(model_dir).threshold == pytest.approx(record["threshold"])
+    # New segmentation weights: the old threshold no longer applies.
+    publish_weights(build_segmenter(), model_dir / "segmentation.pt", key_metric="key", metrics={"key": 0.6},
+                    trained_on=1, validated_on=1, source="test")
+    assert Analyser.from_model_dir(model_dir).threshold == DECISION_THRESHOLD
+    # Too few studies of a class: nothing is written, the default stays.
+    assert calibrate(model_dir, studies_from_pool(pools[0])) is None

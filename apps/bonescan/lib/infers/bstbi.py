@@ -49,6 +49,7 @@ class BstbiInfer(BoneScanInferTask):
         data["classifier_probability"] = analyser.classify(study)
         data["pred"], data["lesion_probability"] = analyser.segment(study)
         data["model_versions"] = dict(analyser.versions)  # of the weights that made this result
+        data["decision_threshold"] = analyser.threshold
         return data
 
     def post_transforms(self, data=None):

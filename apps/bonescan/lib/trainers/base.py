@@ -187,6 +187,26 @@ class BoneScanTrainTask(BasicTrainTask):
             )
             context.trainer.add_event_handler(Events.STARTED, lambda _: publisher.measure_served(context.evaluator))
             context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, publisher)
+            context.trainer.add_event_handler(Events.COMPLETED, lambda _: self.calibrate_decision(context))
+
+    def calibrate_decision(self, context) -> None:
+        """Choose the decision threshold for the weights now served, on this job's validation studies."""
+        from bonescan.calibration import calibrate
+        from bonescan.errors import ModelNotTrainedError
+        from bonescan.study import Study, StudyMeta
+        from bonescan.transforms import LoadLabelledStudyd
+
+        load = LoadLabelledStudyd(load_label_map=False)
+
+        def studies():
+            for item in context.val_datalist:
+                d = load(dict(item))
+                yield Study(d["image"], StudyMeta(source_file=str(item["image"]))), bool(d["metastatic"] > 0.5)
+
+        try:
+            calibrate(os.path.dirname(self.publish_path), studies())
+        except ModelNotTrainedError:
+            logger.info("Decision threshold not calibrated yet: the other network has no weights")
 
     def train_handlers(self, context: Context):
         handlers = super().train_handlers(context)
