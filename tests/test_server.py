@@ -158,3 +158,13 @@ def check_saving_labels(client, server):
         assert "Status: 422" in caught.value.msg and words in caught.value.msg and "phantom_a" in caught.value.msg
     assert stored.read_bytes() == before
     assert client.datastore()["objects"]["phantom_a"]["labels"]["final"]["info"]["metastatic"] is True
+
+
+def test_next_sample_does_not_queue_scoring_jobs(server):
+    client = server.client()
+    status = lambda: httpx.get(f"{server.url}/bonescan/status", timeout=30).json()["scoring_jobs"]["by_status"]  # noqa: E731
+    before = sum(status().values())
+    for _ in range(3):
+        assert client.next_sample("random", {})["id"]
+    time.sleep(1)
+    assert sum(status().values()) == before

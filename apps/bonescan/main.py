@@ -141,6 +141,19 @@ class BoneScanApp(MONAILabelApp):
             "epistemic": EpistemicScoring(self.model_dir),
         }
 
+    def next_sample(self, request):
+        """MONAI Label's next sample, without re-queueing every scoring job after each call.
+
+        Scores change only when weights do: training jobs already ask for a refresh when they end,
+        and at start the server scores once. A scoring job per "next sample" click loaded the
+        whole app in a subprocess each time (seconds of CPU on 2 cores) for nothing new.
+        """
+        auto, self._auto_update_scoring = self._auto_update_scoring, False
+        try:
+            return super().next_sample(request)
+        finally:
+            self._auto_update_scoring = auto
+
     def untrained_models(self):
         return [name for name, task in self._infers.items() if hasattr(task, "is_trained") and not task.is_trained()]
 
@@ -168,6 +181,12 @@ class BoneScanApp(MONAILabelApp):
         )
 
         register(api, self)
+        try:  # the OHIF viewer at /viewer/ (answers 404 with what to do when var/ohif is missing)
+            from lib.viewer import register_viewer
+
+            register_viewer(api, self)
+        except Exception:
+            logger.exception("The OHIF viewer at /viewer/ is not available")
         store = self.datastore()
         if hasattr(store, "upload_pending"):  # labels a previous run could not send to the PACS
             threading.Thread(target=store.upload_pending, name="bonescan-upload-at-start", daemon=True).start()
