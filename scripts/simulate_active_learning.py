@@ -7,7 +7,8 @@
         --repeats 3 --output runs/al                                                     # an answer (GPU or hours)
 
 The phantoms' ground truth plays the physician. All strategies start from the same ``--initial``
-labelled studies and the same weights (trained on them for ``--minutes-per-round``); each round,
+labelled studies and the same weights (trained on them for ``--minutes-per-round``, from scratch
+or, with ``--start-from``, from given weights such as the served models); each round,
 each strategy scores the unlabelled pool with *its own* current networks, picks ``--per-round``
 studies with the selection functions the server uses (``lib.activelearning.selection``, scores
 from ``bonescan.embeddings``, as the ``/scoring`` jobs compute them), trains briefly from its
@@ -183,6 +184,9 @@ def run_repeat(repeat: int, pool: List[Dict], test: List[Dict], strategies: List
     init_model = root / "initial" / "model"
     for kind in KINDS:
         weights_path(init_model, kind).unlink(missing_ok=True)
+        if args.start_from:  # e.g. the served models: the loop fine-tunes what physicians already use
+            init_model.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(weights_path(args.start_from, kind), weights_path(init_model, kind))
     start = time.time()
     budget = train_briefly(init_model, root / "initial" / "work", [pool[i] for i in labelled0], args.minutes_per_round,
                            None, seed, shares)
@@ -331,6 +335,8 @@ def main(argv=None) -> int:
     parser.add_argument("--phantom-dir", type=Path, default=REPO / "var" / "al_phantoms")
     parser.add_argument("--phantom-seed", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help="model folder whose weights every strategy starts from (default: scratch)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
