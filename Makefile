@@ -22,8 +22,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# Debian packages (dciodvfy, Orthanc, Chromium) and the OHIF viewer for the browser tests.
 system-deps:
 	bash scripts/install_system_deps.sh
+	bash scripts/fetch_ohif.sh
 
 datastore: $(STAMP)
 	$(PY) scripts/make_datastore.py --studies datastore
@@ -35,15 +37,18 @@ run: $(STAMP) datastore
 # The hospital path: Orthanc (Debian packages, data in var/orthanc) holds the demo studies and
 # their labels as DICOM SEG; MONAI Label reads and writes them over DICOMweb. Orthanc listens on
 # all interfaces of this machine (it has no bind option) but refuses non-local clients
-# (RemoteAccessAllowed false). It is stopped when the server stops.
+# (RemoteAccessAllowed false). It is stopped when the server stops. The OHIF viewer (fetched once
+# from npm by scripts/fetch_ohif.sh into var/ohif) is served by the same server at /viewer/.
 ORTHANC_HTTP_PORT ?= 8042
 export ORTHANC_HTTP_PORT
 DICOMWEB := http://127.0.0.1:$(ORTHANC_HTTP_PORT)/dicom-web
 
 run-pacs: $(STAMP) datastore
 	bash scripts/install_system_deps.sh orthanc
+	bash scripts/fetch_ohif.sh
 	bash scripts/orthanc.sh start
 	$(PY) scripts/upload_studies.py datastore --labels datastore/labels/final --url $(DICOMWEB) --no-progress
+	@echo "Viewer (OHIF, Bone scan mode): http://$(HOST):$(PORT)/viewer/  (ready when the server has started)"
 	trap 'bash scripts/orthanc.sh stop' EXIT; \
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/monailabel start_server \
 		--app apps/bonescan --studies $(DICOMWEB) --host $(HOST) --port $(PORT) \

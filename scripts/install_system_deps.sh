@@ -2,6 +2,7 @@
 # Debian packages bonescan needs besides Python:
 #   dicom3tools                 dciodvfy checks our DICOM files (tests)
 #   orthanc + orthanc-dicomweb  the DICOMweb study store (scripts/orthanc.sh, tests/test_orthanc.py)
+#   chromium                    headless browser for the viewer tests (tests/test_viewer_browser.py)
 #
 #   bash scripts/install_system_deps.sh             # everything `make test` needs
 #   bash scripts/install_system_deps.sh orthanc     # only the study store (what scripts/orthanc.sh runs)
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(dicom3tools orthanc)
+[ ${#groups[@]} -eq 0 ] && groups=(dicom3tools orthanc chromium)
 
 missing=()
 for group in "${groups[@]}"; do
@@ -23,8 +24,10 @@ for group in "${groups[@]}"; do
         orthanc)
             command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
             dpkg -s orthanc-dicomweb >/dev/null 2>&1 || missing+=(orthanc-dicomweb) ;;
+        chromium)
+            command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
         *)
-            echo "install_system_deps.sh: unknown group '$group' (known: dicom3tools orthanc)" >&2; exit 2 ;;
+            echo "install_system_deps.sh: unknown group '$group' (known: dicom3tools orthanc chromium)" >&2; exit 2 ;;
     esac
 done
 
