@@ -175,7 +175,10 @@ def initial_set(pool: List[Dict], n: int, rng) -> List[int]:
     return sorted(chosen)
 
 
-def run_repeat(repeat: int, pool: List[Dict], test: List[Dict], strategies: List[str], args, out: Path, save) -> Dict:
+def run_repeat(repeat: int, pool: List[Dict], test: List[Dict], strategies: List[str], args, out: Path, save,
+               background: List[Dict] = ()) -> Dict:
+    """One campaign; ``background`` studies (phantoms, as the server's retraining adds) join every training set."""
+    background = list(background)
     seed = args.seed + repeat
     rng = np.random.default_rng(seed)
     root = out / f"repeat_{repeat}"
@@ -188,7 +191,8 @@ def run_repeat(repeat: int, pool: List[Dict], test: List[Dict], strategies: List
             init_model.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(weights_path(args.start_from, kind), weights_path(init_model, kind))
     start = time.time()
-    budget = train_briefly(init_model, root / "initial" / "work", [pool[i] for i in labelled0], args.minutes_per_round,
+    budget = train_briefly(init_model, root / "initial" / "work", [pool[i] for i in labelled0] + background,
+                           args.minutes_per_round,
                            None, seed, shares)
     logger.info(f"repeat {repeat}: round 0 on {len(labelled0)} studies, {budget} iterations in {time.time() - start:.0f} s")
     point0 = {"round": 0, "labels": len(labelled0), **evaluate(init_model, test), "picked": [pool[i]["id"] for i in labelled0],
@@ -211,7 +215,7 @@ def run_repeat(repeat: int, pool: List[Dict], test: List[Dict], strategies: List
             picked = select(s, model_dir, pool, st["labelled"], args.per_round, st["rng"], args)
             st["labelled"] = sorted(st["labelled"] + picked["indices"])
             t0 = time.time()
-            train_briefly(model_dir, root / s / "work", [pool[i] for i in st["labelled"]], args.minutes_per_round,
+            train_briefly(model_dir, root / s / "work", [pool[i] for i in st["labelled"]] + background, args.minutes_per_round,
                           budget, seed + r, shares)
             train_seconds = time.time() - t0
             point = {"round": r, "labels": len(st["labelled"]), **evaluate(model_dir, test), "picked": picked["ids"],
@@ -335,6 +339,8 @@ def main(argv=None) -> int:
     parser.add_argument("--phantom-dir", type=Path, default=REPO / "var" / "al_phantoms")
     parser.add_argument("--phantom-seed", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--background", type=int, default=0,
+                        help="phantom studies added to every training round, as the server's retraining adds phantoms")
     parser.add_argument("--start-from", type=Path, default=None,
                         help="model folder whose weights every strategy starts from (default: scratch)")
     parser.add_argument("--output", type=Path, required=True)
@@ -355,6 +361,8 @@ def main(argv=None) -> int:
     pool = load_examples(build_phantom_pool(args.phantom_dir / "pool", args.pool, args.phantom_seed, workers=1, progress=False))
     test = load_examples(build_phantom_pool(args.phantom_dir / "test", args.test, args.phantom_seed + 500_000,
                                             workers=1, progress=False))
+    background = load_examples(build_phantom_pool(args.phantom_dir / "background", args.background,
+                                                  args.phantom_seed + 900_000, workers=1, progress=False)) if args.background else []
     logger.info(f"pool {len(pool)} studies ({int(sum(e['metastatic'] for e in pool))} metastatic), "
                 f"test {len(test)} ({int(sum(e['metastatic'] for e in test))} metastatic)")
 
@@ -371,7 +379,7 @@ def main(argv=None) -> int:
         return payload
 
     for repeat in range(args.repeats):
-        repeats.append(run_repeat(repeat, pool, test, strategies, args, args.output, save))
+        repeats.append(run_repeat(repeat, pool, test, strategies, args, args.output, save, background))
     payload = save()
     title = (f"active learning on phantoms: pool {args.pool}, test {args.test}, "
              f"{args.repeats} repeat(s), {args.minutes_per_round} min/round")
