@@ -124,3 +124,14 @@ def stop_server(server: RunningServer):
         server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+def publish_untrained_weights(model_dir):
+    """Weights of freshly initialised networks: enough to exercise reading and writing, not accuracy."""
+    import torch
+
+    from bonescan.networks import build_classifier, build_segmenter
+
+    torch.manual_seed(0)
+    torch.save({"model": build_classifier().state_dict()}, model_dir / "classification.pt")
+    torch.save({"model": build_segmenter().state_dict()}, model_dir / "segmentation.pt")

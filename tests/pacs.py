@@ -237,3 +237,28 @@ def orthanc_fixture(scope: str = "module"):
             manager.__exit__(None, None, None)
 
     return orthanc
+
+
+def start_pacs_stack(orthanc: "Orthanc", root: Path, names, seed: int, metastatic=(True, False)):
+    """Two phantoms in Orthanc (the second stored posterior first, without positions) and our
+    server on its DICOMweb with fixed untrained weights; returns (server, folder of the files)."""
+    from bonescan.pacs.upload import upload_folder
+    from bonescan.phantoms.export import write_study
+    from bonescan.phantoms.generator import make_phantom
+    from tests.conftest import publish_untrained_weights, start_server
+
+    files = root / "files"
+    (files / "truth").mkdir(parents=True)
+    layouts = ({"frame_order": ("anterior", "posterior"), "view_codes": True, "position": True},
+               {"frame_order": ("posterior", "anterior"), "view_codes": True, "position": False})
+    for index, (name, layout) in enumerate(zip(names, layouts)):
+        write_study(make_phantom(seed + index, study_id=name, metastatic=metastatic[index]), files, layout)
+    report = upload_folder(files, orthanc.dicomweb, progress=False)
+    assert not report.failed and report.studies == 2, report.summary()
+    model_dir = root / "model"
+    model_dir.mkdir()
+    publish_untrained_weights(model_dir)
+    server = start_server(orthanc.dicomweb, model_dir, root / "server.log",
+                          conf={"dicomweb_cache": root / "cache", "dicomweb_list_seconds": 1,
+                                "upload_retry_seconds": 2, "retrain_every": 0})
+    return server, files

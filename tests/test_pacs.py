@@ -20,11 +20,10 @@ import pytest
 from bonescan.analysis import Analyser
 from bonescan.io import labels_to_original, read_label_seg, read_labels_nifti, read_study
 from bonescan.labels import LESION
-from bonescan.pacs.upload import make_client, upload_folder
-from tests.conftest import start_server, stop_server
-from tests.pacs import orthanc_fixture
+from bonescan.pacs.upload import make_client
+from tests.conftest import stop_server
+from tests.pacs import orthanc_fixture, start_pacs_stack
 from tests.test_dicom_seg_sr import dciodvfy_errors, ohif_seg
-from tests.test_server import publish_untrained_weights
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -35,27 +34,10 @@ TIMINGS = {}
 @pytest.fixture(scope="module")
 def pacs(orthanc, tmp_path_factory):
     """Two phantoms in Orthanc (one posterior-first without positions) and our server on its DICOMweb."""
-    from bonescan.phantoms.export import write_study
-    from bonescan.phantoms.generator import make_phantom
-
     root = tmp_path_factory.mktemp("pacs")
-    files = root / "files"
-    (files / "truth").mkdir(parents=True)
-    write_study(make_phantom(4200, study_id="pacs_ant", metastatic=True), files,
-                {"frame_order": ("anterior", "posterior"), "view_codes": True, "position": True})
-    write_study(make_phantom(4201, study_id="pacs_post", metastatic=False), files,
-                {"frame_order": ("posterior", "anterior"), "view_codes": True, "position": False})
     t0 = time.perf_counter()
-    report = upload_folder(files, orthanc.dicomweb, progress=False)
-    TIMINGS["upload_seconds_per_study"] = (time.perf_counter() - t0) / 2
-    assert not report.failed and report.studies == 2
-
-    model_dir = root / "model"
-    model_dir.mkdir()
-    publish_untrained_weights(model_dir)
-    server = start_server(orthanc.dicomweb, model_dir, root / "server.log",
-                          conf={"dicomweb_cache": root / "cache", "dicomweb_list_seconds": 1,
-                                "upload_retry_seconds": 2, "retrain_every": 0})
+    server, files = start_pacs_stack(orthanc, root, ("pacs_ant", "pacs_post"), 4200)
+    TIMINGS["stack_seconds"] = time.perf_counter() - t0
     local = {pydicom.dcmread(p).SeriesInstanceUID: p for p in files.glob("*.dcm")}
     yield {"server": server, "orthanc": orthanc, "local": local, "root": root}
     stop_server(server)

@@ -10,14 +10,19 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
 from monailabel.client.client import MONAILabelClientException
 
 from bonescan.monailabel_workarounds import infer_json
-from bonescan.networks import build_classifier, build_segmenter
 from PIL import Image
 
-from tests.conftest import monai_label_nifti, start_server, stop_server, to_8bit, write_phantom_dicom
+from tests.conftest import (
+    monai_label_nifti,
+    publish_untrained_weights,
+    start_server,
+    stop_server,
+    to_8bit,
+    write_phantom_dicom,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -43,13 +48,6 @@ def server(tmp_path_factory, nema_nm1):
     running = start_server(studies, model_dir, root / "server.log")
     yield running
     stop_server(running)
-
-
-def publish_untrained_weights(model_dir):
-    """Weights of freshly initialised networks: enough to exercise reading and writing, not accuracy."""
-    torch.manual_seed(0)
-    torch.save({"model": build_classifier().state_dict()}, model_dir / "classification.pt")
-    torch.save({"model": build_segmenter().state_dict()}, model_dir / "segmentation.pt")
 
 
 def test_info_lists_models_strategies_and_untrained_state(server):

@@ -36,11 +36,9 @@ import pytest
 
 from bonescan.io import read_label_seg
 from bonescan.labels import LESION
-from bonescan.pacs.upload import upload_folder
-from tests.conftest import APP_DIR, start_server, stop_server
-from tests.pacs import orthanc_fixture
+from tests.conftest import APP_DIR, stop_server
+from tests.pacs import orthanc_fixture, start_pacs_stack
 from tests.test_pacs import final_seg_of
-from tests.test_server import publish_untrained_weights
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -91,24 +89,8 @@ def artifacts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stack(browser_tools, orthanc, tmp_path_factory):
     """Two phantoms in Orthanc (one stored posterior first) and our server with the viewer."""
-    from bonescan.phantoms.export import write_study
-    from bonescan.phantoms.generator import make_phantom
-
     root = tmp_path_factory.mktemp("viewer")
-    files = root / "files"
-    (files / "truth").mkdir(parents=True)
-    write_study(make_phantom(4300, study_id="viewer_ant", metastatic=True), files,
-                {"frame_order": ("anterior", "posterior"), "view_codes": True, "position": True})
-    write_study(make_phantom(4301, study_id="viewer_post", metastatic=True), files,
-                {"frame_order": ("posterior", "anterior"), "view_codes": True, "position": False})
-    report = upload_folder(files, orthanc.dicomweb, progress=False)
-    assert not report.failed and report.studies == 2
-    model_dir = root / "model"
-    model_dir.mkdir()
-    publish_untrained_weights(model_dir)
-    server = start_server(orthanc.dicomweb, model_dir, root / "server.log",
-                          conf={"dicomweb_cache": root / "cache", "dicomweb_list_seconds": 1,
-                                "upload_retry_seconds": 2, "retrain_every": 0})
+    server, files = start_pacs_stack(orthanc, root, ("viewer_ant", "viewer_post"), 4300, metastatic=(True, True))
     local = {pydicom.dcmread(p).PatientID: p for p in files.glob("*.dcm")}
     yield {"server": server, "orthanc": orthanc, "local": local, "root": root, **browser_tools}
     stop_server(server)
