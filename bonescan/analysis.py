@@ -36,7 +36,7 @@ from bonescan.networks import (
 from bonescan.preprocess import normalise_counts
 from bonescan.report import write_report
 from bonescan.study import Study
-from bonescan.versions import model_versions
+from bonescan.versions import version_numbers
 
 DECISION_THRESHOLD = 0.56  # chosen on the validation phantoms (see module docstring)
 CLASSIFIER_POOL = 2  # the classifier sees 512 x 128 (see bonescan.training.recipes)
@@ -81,7 +81,7 @@ class Analyser:
         if channels_last:
             classifier = classifier.to(memory_format=torch.channels_last)
             segmenter = segmenter.to(memory_format=torch.channels_last)
-        versions = {kind: (record or {}).get("version") for kind, record in model_versions(model_dir).items()}
+        versions = version_numbers(model_dir)
         threshold = served_threshold(model_dir, versions)
         return cls(classifier, segmenter, bf16=bf16, channels_last=channels_last, versions=versions,
                    threshold=DECISION_THRESHOLD if threshold is None else threshold)

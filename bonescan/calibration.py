@@ -24,16 +24,11 @@ import numpy as np
 
 from bonescan.io.atomic import atomic_path
 from bonescan.study import Study, StudyMeta
-from bonescan.versions import model_versions
 
 logger = logging.getLogger(__name__)
 
 DECISION_FILE = "decision.json"
 MIN_PER_CLASS = 5  # fewer validation studies of a class: keep the default threshold
-
-
-def _versions(model_dir) -> Dict[str, Optional[int]]:
-    return {kind: (record or {}).get("version") for kind, record in model_versions(model_dir).items()}
 
 
 def youden_threshold(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
