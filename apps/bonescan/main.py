@@ -20,11 +20,6 @@ import threading
 from typing import Any, Dict
 
 from fastapi import HTTPException
-from lib.configs.classification import Classification
-from lib.configs.segmentation import Segmentation
-from lib.datastore import BoneScanDatastore, SavedLabelCounter
-from lib.infers import BstbiInfer, ModelNotTrainedError
-from lib.infers.batch import BoneScanBatchInfer
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -36,7 +31,13 @@ from monailabel.tasks.activelearning.random import Random
 
 from bonescan import BoneScanInputError, monailabel_workarounds
 from bonescan.labels import SEGMENTATION_LABELS
+from bonescan.training.pool import is_drawn
 from bonescan.versions import model_versions
+from lib.configs.classification import Classification
+from lib.configs.segmentation import Segmentation
+from lib.datastore import BoneScanDatastore, SavedLabelCounter
+from lib.infers import BstbiInfer, ModelNotTrainedError
+from lib.infers.batch import BoneScanBatchInfer
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +101,8 @@ class BoneScanApp(MONAILabelApp):
         """Studies in a PACS; no dcmqi download (our own SEG writer), NM search, short listing cache."""
         import hashlib
 
-        from lib.dicomweb import BoneScanDicomWebDatastore
-
         from bonescan.pacs.upload import make_client
+        from lib.dicomweb import BoneScanDicomWebDatastore
 
         url = self.studies.rstrip("/")
         cache = self.conf.get("dicomweb_cache") or settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or os.path.join(
@@ -175,10 +175,9 @@ class BoneScanApp(MONAILabelApp):
     def on_init_complete(self):
         """Server start (not in job subprocesses): our routes, then starter training if needed."""
         super().on_init_complete()
+        from monailabel.app import app as api  # the FastAPI application serving this app
+
         from lib.endpoints import register
-        from monailabel.app import (
-            app as api,  # the FastAPI application serving this app
-        )
 
         register(api, self)
         try:  # the OHIF viewer at /viewer/ (answers 404 with what to do when var/ohif is missing)
@@ -206,10 +205,7 @@ class BoneScanApp(MONAILabelApp):
     def learning_status(self) -> Dict[str, Any]:
         datastore = self.datastore()
         final = datastore.get_labeled_images(label_tag="final")
-        drawn = sum(
-            (datastore.get_label_info(datastore.get_label_by_image_id(i, "final"), "final") or {}).get("drawn", True) is not False
-            for i in final
-        )
+        drawn = sum(is_drawn(datastore.get_label_info(datastore.get_label_by_image_id(i, "final"), "final")) for i in final)
         every = int(self.conf.get("retrain_every", 5))
         return {
             "model_versions": model_versions(self.model_dir),

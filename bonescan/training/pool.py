@@ -74,6 +74,11 @@ def load_examples(paths) -> List[Dict]:
     return examples
 
 
+def is_drawn(label_info: Optional[dict]) -> bool:
+    """Whether a stored label holds a drawing; ``drawn: false`` marks a case-level answer alone."""
+    return (label_info or {}).get("drawn", True) is not False
+
+
 def case_label(label_info: Optional[dict], label_map: Optional[np.ndarray]) -> float:
     """The physician's case-level answer if given, else metastatic iff the map has lesion pixels."""
     if label_info and "metastatic" in label_info:
@@ -95,8 +100,7 @@ def datastore_examples(datastore, tag: str = "final") -> List[Dict]:
         study = read_study(datastore.get_image_uri(image_id))
         label_id = datastore.get_label_by_image_id(image_id, tag)
         info = (datastore.get_label_info(label_id, tag) if label_id else {}) or {}
-        drawn = info.get("drawn", True) is not False  # False: a case-level answer without drawing
-        label_uri = datastore.get_label_uri(label_id, tag) if label_id and drawn else ""
+        label_uri = datastore.get_label_uri(label_id, tag) if label_id and is_drawn(info) else ""
         label_map = read_labels_nifti(label_uri, study.meta) if label_uri else None
         examples.append(
             {

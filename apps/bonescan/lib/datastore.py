@@ -28,6 +28,7 @@ from bonescan.io import read_labels_nifti, read_study, write_labels_nifti
 from bonescan.io.atomic import atomic_path
 from bonescan.labels import SEGMENTATION_LABELS
 from bonescan.study import CANONICAL_SHAPE, VIEWS
+from bonescan.training.pool import is_drawn
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,6 @@ class BoneScanDatastore(LocalDatastore):
         logger.info(f"Saved label {label_tag}/{name} for {image_id}: {label_info}")
         return image_id
 
-
     def save_case_label(self, image_id: str, metastatic: bool, annotator: str = "", tag: str = "final") -> dict:
         """Store the case-level answer alone (no drawing): physicians often know it from the report.
 
@@ -135,7 +135,7 @@ class BoneScanDatastore(LocalDatastore):
             raise HTTPException(422, f"'metastatic' must be true or false, got {metastatic!r}")
         answer = {"metastatic": metastatic, "annotator": annotator, "case_level_ts": int(time.time())}
         existing = obj.labels.get(tag)
-        if existing is not None and existing.info.get("drawn", True):
+        if existing is not None and is_drawn(existing.info):
             self.update_label_info(image_id, tag, answer)
             return {"image": image_id, "tag": tag, "drawn": True, **answer}
         meta = read_study(self.get_image_uri(image_id)).meta

@@ -45,6 +45,7 @@ from bonescan.io.atomic import atomic_path
 from bonescan.io.canonical import stored_to_canonical
 from bonescan.io.dicom_seg import read_label_seg, write_label_seg
 from bonescan.pacs.upload import unreachable_reason
+from bonescan.training.pool import is_drawn
 from lib.datastore import BoneScanDatastore
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
             self.get_image_uri(image_id)  # a study not opened yet: fetch it to check the label against
         label_info = dict(label_info or {})
         if label_tag == FINAL and not label_info.get("orthanc"):
-            drawn = label_info.get("drawn", True) is not False
+            drawn = is_drawn(label_info)
             # A case-level answer alone has no drawing to send: an empty SEG would read as "no lesions".
             label_info["orthanc"] = {"status": "pending", "attempts": 0} if drawn else {"status": "local only"}
         label_id = super().save_label(image_id, label_filename, label_tag, label_info)

@@ -23,7 +23,7 @@ from monai.utils.enums import CommonKeys as Keys
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
-from bonescan.training.pool import build_phantom_pool, case_label
+from bonescan.training.pool import build_phantom_pool, case_label, is_drawn
 from lib.trainers.publish import PublishIfNotWorse
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class BoneScanTrainTask(BasicTrainTask):
         for image_id in datastore.get_labeled_images(label_tag="final"):
             label_id = datastore.get_label_by_image_id(image_id, "final")
             info = datastore.get_label_info(label_id, "final") or {}
-            drawn = info.get("drawn", True) is not False  # False: a case-level answer without drawing
+            drawn = is_drawn(info)
             if self.needs_drawing and not drawn:
                 continue
             items.append(

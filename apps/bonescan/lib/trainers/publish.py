@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 
-
 from bonescan.versions import publish_weights
 
 logger = logging.getLogger(__name__)
