@@ -274,7 +274,7 @@ class BoneScanApp(MONAILabelApp):
         label = result.get("file") or result.get("label")
         params = result.get("params") or {}
         stored = store.store_result(request["image"], label, params)
-        result["params"] = {**params, "pacs": {k: v for k, v in stored.items() if k != "seg_file"}}
+        result["params"] = {**params, "pacs": stored}
         return result
 
     def infer(self, request, datastore=None):

@@ -41,7 +41,6 @@ from bonescan.io import (
     read_study,
     write_labels_nifti,
 )
-from bonescan.io.atomic import atomic_path
 from bonescan.io.canonical import stored_to_canonical
 from bonescan.io.dicom_seg import read_label_seg, write_label_seg
 from bonescan.pacs.upload import unreachable_reason
@@ -164,14 +163,15 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
             self.upload_pending()
         return label_id
 
-    def _seg_of_label(self, image_id: str, path: str, model_output: bool = False) -> str:
-        """Write the stored label of ``image_id`` as a DICOM SEG file at ``path``."""
+    def _write_seg(self, image_id: str, label_nifti: str, path: str, model_output: bool) -> Dataset:
+        """A label NIfTI of ``image_id`` (MONAI Label's layout) as a DICOM SEG at ``path``; returns it."""
         nm_path = super().get_image_uri(image_id)
         meta = read_study(nm_path).meta
-        labels = read_labels_nifti(super().get_label_uri(image_id, FINAL), meta)
+        labels = read_labels_nifti(label_nifti, meta)
         write_label_seg(nm_path, labels_to_original(labels, meta), path, model_output=model_output,
-                        algorithm_version=self._version, series_description="bonescan final label")
-        return path
+                        algorithm_version=self._version,
+                        series_description="bonescan AI result" if model_output else "bonescan final label")
+        return pydicom.dcmread(path)
 
     def upload_pending(self) -> Dict[str, int]:
         """Send every final label whose upload is pending; returns counts of sent and still pending."""
@@ -188,7 +188,8 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
                     if problem:
                         raise ConnectionError(problem)
                     with tempfile.TemporaryDirectory(prefix="bonescan-seg-") as folder:
-                        seg = pydicom.dcmread(self._seg_of_label(image_id, os.path.join(folder, "seg.dcm")))
+                        seg = self._write_seg(image_id, super().get_label_uri(image_id, FINAL),
+                                              os.path.join(folder, "seg.dcm"), model_output=False)
                         self._client.store_instances([seg])
                     state.update(status="stored", seg_series=str(seg.SeriesInstanceUID), stored_at=int(time.time()))
                     state.pop("error", None)
@@ -300,25 +301,15 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
         from bonescan.io.dicom_sr import write_measurement_sr
 
         nm_path = self.get_image_uri(image_id)
-        meta = read_study(nm_path).meta
-        labels = read_labels_nifti(label_path, meta)
         with tempfile.TemporaryDirectory(prefix="bonescan-result-") as folder:
-            seg_path = write_label_seg(nm_path, labels_to_original(labels, meta), os.path.join(folder, "seg.dcm"),
-                                       model_output=True, algorithm_version=self._version,
-                                       series_description="bonescan AI result")
-            seg = pydicom.dcmread(seg_path)
+            seg = self._write_seg(image_id, label_path, os.path.join(folder, "seg.dcm"), model_output=True)
             instances = [seg]
             if "bstbi" in result:
                 sr_path = write_measurement_sr(nm_path, seg, result, os.path.join(folder, "sr.dcm"),
                                                algorithm_version=self._version)
                 instances.append(pydicom.dcmread(sr_path))
             self._client.store_instances(instances)
-            stored = {"seg_series": str(seg.SeriesInstanceUID)}
-            if len(instances) == 2:
-                stored["sr_series"] = str(instances[1].SeriesInstanceUID)
-            final = os.path.join(tempfile.gettempdir(), "bonescan-results", f"{seg.SOPInstanceUID}.dcm")
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            with atomic_path(final) as tmp:
-                seg.save_as(tmp)
-            stored["seg_file"] = final
+        stored = {"seg_series": str(seg.SeriesInstanceUID)}
+        if len(instances) == 2:
+            stored["sr_series"] = str(instances[1].SeriesInstanceUID)
         return stored
