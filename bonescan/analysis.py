@@ -24,7 +24,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from bonescan.calibration import served_threshold
+from bonescan.calibration import decision_score, served_threshold  # noqa: F401 - decision_score is part of this API
 from bonescan.errors import ModelNotTrainedError
 from bonescan.measure import drop_small_lesions, measure
 from bonescan.networks import (
@@ -118,11 +118,6 @@ class Analyser:
         result["analysis_seconds"] = round(time.perf_counter() - start, 4)
         result["model_versions"] = dict(self.versions)
         return labels, result
-
-
-def decision_score(classifier_probability: float, lesion_evidence: float) -> float:
-    """``metastasis_probability``: the mean of the two networks' evidence (see the module docstring)."""
-    return 0.5 * (classifier_probability + lesion_evidence)
 
 
 def summarise(

@@ -31,10 +31,21 @@ DECISION_FILE = "decision.json"
 MIN_PER_CLASS = 5  # fewer validation studies of a class: keep the default threshold
 
 
+def decision_score(classifier_probability, lesion_evidence):
+    """``metastasis_probability``: the mean of the two networks' evidence (see bonescan.analysis).
+
+    Kept here, beside the threshold it is compared with, so that evaluation code can use the rule
+    without importing the networks (torch).
+    """
+    return 0.5 * (classifier_probability + lesion_evidence)
+
+
 def youden_threshold(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
     """The threshold with the largest sensitivity + specificity - 1 (the lower one on ties)."""
     scores, truth = np.asarray(scores, float), np.asarray(truth, bool)
-    best = {"youden": -np.inf}
+    best = {"youden": -np.inf, "threshold": np.nan}
+    if truth.all() or not truth.any():
+        return best  # undefined with one class only
     for threshold in np.unique(scores):
         decision = scores >= threshold
         sensitivity, specificity = decision[truth].mean(), (~decision[~truth]).mean()
@@ -46,7 +57,7 @@ def youden_threshold(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
 
 def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]]) -> Optional[dict]:
     """Choose and store the threshold for the weights now in ``model_dir``; None when it cannot."""
-    from bonescan.analysis import Analyser, decision_score
+    from bonescan.analysis import Analyser
 
     analyser = Analyser.from_model_dir(model_dir)
     scores, truth = [], []

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from bonescan.calibration import decision_score, youden_threshold
 from bonescan.evaluation.load import SEGMENT_CLASSES, StudyResult
 
 AGE_GROUPS = (("<50", -math.inf, 50.0), ("50-69", 50.0, 70.0), (">=70", 70.0, math.inf))
@@ -160,7 +161,7 @@ def bstbi_summary(results: Sequence[StudyResult]) -> dict:
 COMBINATIONS = {
     "classifier": lambda c, s: c,
     "segmentation": lambda c, s: s,
-    "mean": lambda c, s: 0.5 * (c + s),
+    "mean": decision_score,
     "max": lambda c, s: np.maximum(c, s),
 }
 
@@ -177,15 +178,7 @@ def rule_sweep(results: Sequence[StudyResult]) -> dict:
     out = {}
     for name, combine in COMBINATIONS.items():
         score = combine(cls, seg)
-        best = {"youden": -math.inf, "threshold": math.nan}
-        for threshold in np.unique(np.round(score, 3)):
-            decision = score >= threshold
-            sens = np.mean(decision[truth]) if truth.any() else math.nan
-            spec = np.mean(~decision[~truth]) if (~truth).any() else math.nan
-            if sens + spec - 1 > best["youden"]:
-                best = {"youden": float(sens + spec - 1), "threshold": float(threshold),
-                        "sensitivity": float(sens), "specificity": float(spec)}
-        out[name] = dict(best, auc=roc_auc(truth, score), n=int(truth.size))
+        out[name] = dict(youden_threshold(score, truth), auc=roc_auc(truth, score), n=int(truth.size))
     return out
 
 
