@@ -69,6 +69,7 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
         self._retry_seconds = retry_seconds
         self._version = version
         self._series: Dict[str, dict] = {}  # SeriesInstanceUID -> QIDO attributes of the series
+        self._seg_references: Dict[str, Tuple[str, bool]] = {}  # SEG series -> (image series, manual?)
         self._listed_at = -1e9
         self._labels_synced_at = -1e9
         self._upload_lock = threading.Lock()
@@ -267,11 +268,18 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
         return taken
 
     def _seg_reference(self, seg: dict) -> Tuple[str, bool]:
-        """(referenced image series, manual?) of a SEG series, from its first instance's metadata."""
+        """(referenced image series, manual?) of a SEG series, from its first instance's metadata.
+
+        Remembered per SEG series (stored DICOM instances do not change), so the listing every
+        few seconds does not fetch the metadata of every SEG in the PACS again.
+        """
+        series_uid = _value(seg, "SeriesInstanceUID")
+        if series_uid in self._seg_references:
+            return self._seg_references[series_uid]
         try:
-            meta = self._client.retrieve_series_metadata(_value(seg, "StudyInstanceUID"), _value(seg, "SeriesInstanceUID"))
+            meta = self._client.retrieve_series_metadata(_value(seg, "StudyInstanceUID"), series_uid)
         except Exception as error:
-            logger.warning(f"SEG series {_value(seg, 'SeriesInstanceUID')}: no metadata ({error})")
+            logger.warning(f"SEG series {series_uid}: no metadata ({error})")
             return "", False
         if not meta:
             return "", False
@@ -279,7 +287,8 @@ class BoneScanDicomWebDatastore(BoneScanDatastore):
         referenced = dataset.get("ReferencedSeriesSequence")
         image_id = str(referenced[0].SeriesInstanceUID) if referenced else ""
         kinds = {str(getattr(s, "SegmentAlgorithmType", "MANUAL")) for s in dataset.get("SegmentSequence", [])}
-        return image_id, kinds != {"AUTOMATIC"}
+        self._seg_references[series_uid] = (image_id, kinds != {"AUTOMATIC"})
+        return self._seg_references[series_uid]
 
     def _take_over_seg(self, image_id: str, seg: dict) -> None:
         seg_series = _value(seg, "SeriesInstanceUID")
