@@ -7,9 +7,9 @@ Case-level decision: ``metastasis_probability`` is the mean of the classifier's 
 the segmentation's ``lesion_evidence`` (the highest mean lesion probability of any lesion of at
 least MIN_LESION_PIXELS), and a study is called metastatic when it reaches DECISION_THRESHOLD.
 The classifier alone is specific but misses small lesions; the segmentation alone finds them but
-also calls some benign hot spots; their mean was the best rule on the validation phantoms
-(Youden 0.735 vs 0.651 for the larger of the two or the segmentation alone, 0.524 for the
-classifier alone), and the threshold 0.56 was chosen there, never on the evaluation set. Each
+also calls some benign hot spots; their mean was the best rule on a tuning set of 100 phantoms
+(``scripts/evaluate.py`` rule sweep, Youden J: mean 0.699, larger of the two or segmentation
+alone 0.691, classifier alone 0.570), never chosen on the evaluation set. Each
 publication of weights chooses the threshold again on validation studies for exactly those
 weights (``bonescan.calibration``); DECISION_THRESHOLD is the fallback.
 """
