@@ -31,27 +31,23 @@ from bonescan.networks import (
     CLASSIFIER_LABELS,
     build_classifier,
     build_segmenter,
+    resolve_bf16,
     split_view_logits,
 )
 from bonescan.preprocess import normalise_counts
 from bonescan.report import write_report
 from bonescan.study import Study
-from bonescan.versions import version_numbers
+from bonescan.versions import load_served, model_versions
 
 DECISION_THRESHOLD = 0.56  # chosen on the validation phantoms (see module docstring)
 CLASSIFIER_POOL = 2  # the classifier sees 512 x 128 (see bonescan.training.recipes)
 LESION_CHANNEL = 1
 
 
-def load_network(kind: str, path: Path) -> torch.nn.Module:
+def load_network(kind: str, model_dir) -> torch.nn.Module:
+    """The network of ``kind`` with its served weights (local layer first, then shipped), checked."""
     network = build_segmenter() if kind == "segmentation" else build_classifier()
-    state = torch.load(path, map_location="cpu")
-    network.load_state_dict(state.get("model", state))
-    return network.eval()
-
-
-def weights_path(model_dir: Path, kind: str) -> Path:
-    return Path(model_dir) / f"{kind}.pt"
+    return load_served(network, model_dir, kind).eval()
 
 
 def pooled_input(counts: np.ndarray, factor: int = CLASSIFIER_POOL) -> np.ndarray:
@@ -63,28 +59,32 @@ def pooled_input(counts: np.ndarray, factor: int = CLASSIFIER_POOL) -> np.ndarra
 class Analyser:
     classifier: torch.nn.Module
     segmenter: torch.nn.Module
-    bf16: bool = True
+    bf16: bool = False
     threshold: float = DECISION_THRESHOLD
     channels_last: bool = True
     versions: Dict[str, Optional[int]] = field(default_factory=dict)  # version number of each network's weights
+    threshold_calibrated: bool = False  # False: no threshold was chosen for exactly these weights
 
     @classmethod
-    def from_model_dir(cls, model_dir, bf16: bool = True, channels_last: bool = True) -> "Analyser":
-        missing = [k for k in ("classification", "segmentation") if not weights_path(model_dir, k).exists()]
+    def from_model_dir(cls, model_dir, bf16: Optional[bool] = None, channels_last: bool = True) -> "Analyser":
+        """Both served networks; ``bf16=None`` uses bf16 only where the CPU runs it natively."""
+        records = model_versions(model_dir)
+        missing = [kind for kind, record in records.items() if record is None]
         if missing:
             raise ModelNotTrainedError(
                 f"not trained yet: no weights for {', '.join(missing)} in {model_dir} "
                 "(train with scripts/bootstrap_models.py or scripts/train.py, or let the server train starter models)"
             )
-        classifier = load_network("classification", weights_path(model_dir, "classification"))
-        segmenter = load_network("segmentation", weights_path(model_dir, "segmentation"))
+        classifier = load_network("classification", model_dir)
+        segmenter = load_network("segmentation", model_dir)
         if channels_last:
             classifier = classifier.to(memory_format=torch.channels_last)
             segmenter = segmenter.to(memory_format=torch.channels_last)
-        versions = version_numbers(model_dir)
-        threshold = served_threshold(model_dir, versions)
-        return cls(classifier, segmenter, bf16=bf16, channels_last=channels_last, versions=versions,
-                   threshold=DECISION_THRESHOLD if threshold is None else threshold)
+        versions = {kind: record.get("version", 0) for kind, record in records.items()}
+        threshold = served_threshold(model_dir, records)
+        return cls(classifier, segmenter, bf16=resolve_bf16(bf16), channels_last=channels_last, versions=versions,
+                   threshold=DECISION_THRESHOLD if threshold is None else threshold,
+                   threshold_calibrated=threshold is not None)
 
     def _run(self, network: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(x)[None]
@@ -117,6 +117,7 @@ class Analyser:
         result = summarise(study, classifier_probability, labels, lesion_probability, self.threshold)
         result["analysis_seconds"] = round(time.perf_counter() - start, 4)
         result["model_versions"] = dict(self.versions)
+        result["threshold_calibrated"] = self.threshold_calibrated
         return labels, result
 
 

@@ -55,11 +55,19 @@ def youden_threshold(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
     return best
 
 
-def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]]) -> Optional[dict]:
-    """Choose and store the threshold for the weights now in ``model_dir``; None when it cannot."""
+def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]], output_dir=None) -> Optional[dict]:
+    """Choose the threshold for the weights served from ``model_dir``; None when it cannot.
+
+    Written to ``output_dir`` (default: the layer of the newest served weights), with the
+    sha256 of both weights files, so it is used with exactly those weights and no others.
+    """
     from bonescan.analysis import Analyser
+    from bonescan.versions import model_versions
 
     analyser = Analyser.from_model_dir(model_dir)
+    records = model_versions(model_dir)
+    if output_dir is None:
+        output_dir = Path(max(records.values(), key=lambda r: r.get("published_at", ""))["weights"]).parent
     scores, truth = [], []
     for study, metastatic in studies:
         _, result = analyser.analyse(study)
@@ -71,22 +79,34 @@ def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]]) -> Optional[dict
                     f"validation studies (need {MIN_PER_CLASS} of each)")
         return None
     record = {**youden_threshold(np.array(scores), truth), "n": int(truth.size), "n_metastatic": int(truth.sum()),
-              "model_versions": analyser.versions, "chosen_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with atomic_path(Path(model_dir) / DECISION_FILE) as tmp:
+              "model_versions": analyser.versions, "weights": weights_identity(records),
+              "chosen_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with atomic_path(Path(output_dir) / DECISION_FILE) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2))
     logger.info(f"Decision threshold {record['threshold']:.3f} (Youden {record['youden']:.3f}) for {record['model_versions']}")
     return record
 
 
-def served_threshold(model_dir, versions: Dict[str, Optional[int]]) -> Optional[float]:
-    """The calibrated threshold if it was chosen for exactly these weight versions."""
-    path = Path(model_dir) / DECISION_FILE
-    if not path.exists():
+def weights_identity(records: Dict[str, Optional[dict]]) -> Dict[str, Optional[str]]:
+    """Which exact weights a threshold belongs to: each served file's sha256 (version if older records lack it)."""
+    return {kind: (record.get("sha256") or f"version {record.get('version', 0)}") if record else None
+            for kind, record in records.items()}
+
+
+def served_threshold(model_dir, records: Dict[str, Optional[dict]]) -> Optional[float]:
+    """The calibrated threshold if it was chosen for exactly the served weights (local layer first)."""
+    from bonescan.weights import layers
+
+    identity = weights_identity(records)
+    if None in identity.values():
         return None
-    record = json.loads(path.read_text())
-    if record.get("model_versions") != versions or None in versions.values():
-        return None
-    return float(record["threshold"])
+    for folder in layers(model_dir):
+        path = Path(folder) / DECISION_FILE
+        if path.exists():
+            record = json.loads(path.read_text())
+            if record.get("weights") == identity:
+                return float(record["threshold"])
+    return None
 
 
 def studies_from_pool(paths) -> Iterable[Tuple[Study, bool]]:

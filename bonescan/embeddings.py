@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bonescan.networks import CLASSIFIER_LABELS, split_view_logits
+from bonescan.networks import CLASSIFIER_LABELS, resolve_bf16, split_view_logits
 from bonescan.preprocess import normalise_counts
 from bonescan.study import Study
 
@@ -53,8 +53,9 @@ def _device(network: torch.nn.Module) -> torch.device:
     return next(network.parameters()).device
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+def _autocast(device: torch.device, enabled: Optional[bool]):
+    """bf16 autocast where the hardware runs it natively (``enabled=None``), or as asked."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_bf16(enabled, device.type))
 
 
 def _tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -76,7 +77,7 @@ def capture_embedding(classifier: torch.nn.Module):
         handle.remove()
 
 
-def classify_with_embedding(classifier: torch.nn.Module, study: Study, bf16: bool = True) -> Tuple[float, np.ndarray]:
+def classify_with_embedding(classifier: torch.nn.Module, study: Study, bf16: Optional[bool] = None) -> Tuple[float, np.ndarray]:
     """Metastasis probability of the classifier and its embedding (float32, 512), in one pass."""
     from bonescan.analysis import pooled_input
 
@@ -137,7 +138,7 @@ def mc_dropout_uncertainty(
     passes: int = MC_PASSES,
     p: float = MC_DROPOUT,
     top_pixels: int = MC_TOP_PIXELS,
-    bf16: bool = True,
+    bf16: Optional[bool] = None,
     seed: int = 0,
     chunk: int = 4,
 ) -> Dict:

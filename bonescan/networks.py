@@ -23,15 +23,41 @@ def build_classifier() -> torch.nn.Module:
     return resnet34(spatial_dims=2, n_input_channels=len(VIEWS), num_classes=len(CLASSIFIER_LABELS), conv1_t_stride=2)
 
 
+# Measured on the 2-core CPU (AVX2, float32; 8 crops of 256 x 256 per step): a ResNet34 encoder
+# trains at 5.1 s per step and infers a study in 0.59 s, ResNet10 at 2.3 s and 0.20 s with 7.4 M
+# parameters (15 MB in float16, which keeps both networks under the 60 MB the repository allows).
+SEGMENTER_BACKBONE = "resnet10"
+
+
 def build_segmenter() -> torch.nn.Module:
-    """U-Net with a ResNet34 encoder; one block of class logits per view: channels = views x classes."""
+    """U-Net with a ResNet10 encoder; one block of class logits per view: channels = views x classes."""
     return FlexibleUNet(
         in_channels=len(VIEWS),
         out_channels=len(VIEWS) * N_SEG_CLASSES,
-        backbone="resnet34",
+        backbone=SEGMENTER_BACKBONE,
         pretrained=False,
         spatial_dims=2,
     )
+
+
+def bf16_is_fast(device_type: str = "cpu") -> bool:
+    """Whether bf16 autocast speeds this machine up.
+
+    On CPUs with native bf16 (AVX-512 BF16, AMX) it halves inference time; on AVX2-only CPUs
+    it is emulated and made training 11x and inference 6x slower (measured here), so there the
+    networks run in float32.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_bf16(requested, device_type: str = "cpu") -> bool:
+    """``None`` means automatic (``bf16_is_fast``); True/False are kept as asked."""
+    return bf16_is_fast(device_type) if requested is None else bool(requested)
 
 
 def split_view_logits(logits: torch.Tensor) -> torch.Tensor:

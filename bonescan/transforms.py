@@ -15,7 +15,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 
 from bonescan.io import read_study
 from bonescan.labels import BLADDER, LESION
-from bonescan.preprocess import normalise_counts
+from bonescan.preprocess import count_scale, normalise_counts
 from bonescan.study import Study
 
 STUDY_KEY = "bonescan_study"
@@ -100,7 +100,7 @@ class RandFlipViewsd(RandomizableTransform, MapTransform):
 
     def __init__(self, keys, prob: float = 0.5):
         RandomizableTransform.__init__(self, prob)
-        MapTransform.__init__(self, keys)
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
 
     def __call__(self, data):
         d = dict(data)
@@ -108,7 +108,9 @@ class RandFlipViewsd(RandomizableTransform, MapTransform):
         if not self._do_transform:
             return d
         for key in self.key_iterator(d):
-            d[key] = np.ascontiguousarray(_numpy(d[key])[..., ::-1])
+            value = _numpy(d[key])
+            if value.ndim >= 2:  # a class index in place of a map has nothing to mirror
+                d[key] = np.ascontiguousarray(value[..., ::-1])
         return d
 
 
@@ -214,4 +216,79 @@ class LoadLabelledStudyd(MapTransform):
             d["metastatic"] = float((label == LESION).any())
         d["metastatic"] = np.float32(d["metastatic"])
         d["label"] = label if self.load_label_map else np.int64(d["metastatic"] > 0.5)
+        return d
+
+
+class RandAppearanced(RandomizableTransform, MapTransform):
+    """Domain randomisation of the scan's look, so networks learn what a lesion is, not our generator.
+
+    Independent phantom generators and real cameras differ from ours in tissue ratios, blur,
+    noise, uptake fields and 8-bit display exports. In the spirit of SynthSeg, each example gets
+    random gains for soft tissue, bladder and lesions (relative to bone, applied through smoothed
+    class masks so no edge betrays the label), a low-frequency uptake field, a gamma on the
+    counts, extra blur, Poisson resampling and now and then a saturating 8-bit export. Lesions
+    always stay hotter than the bone around them: that is what defines them.
+    Works on counts of any sum-pooled size; the label map is subsampled to the image's shape.
+    """
+
+    def __init__(self, image_key: str = "image", label_key: str = "label", prob: float = 0.8,
+                 soft_gain=(0.5, 2.5), bladder_gain=(0.5, 2.0), lesion_gain=(0.85, 1.3), field_strength: float = 0.15,
+                 gamma=(0.85, 1.15), blur_sigma=(0.0, 1.0), resample_prob: float = 0.5, display_prob: float = 0.1,
+                 mask_sigma: float = 2.0):
+        RandomizableTransform.__init__(self, prob)
+        MapTransform.__init__(self, [image_key])
+        self.image_key, self.label_key = image_key, label_key
+        self.soft_gain, self.bladder_gain, self.lesion_gain = soft_gain, bladder_gain, lesion_gain
+        self.field_strength, self.gamma, self.blur_sigma = field_strength, gamma, blur_sigma
+        self.resample_prob, self.display_prob, self.mask_sigma = resample_prob, display_prob, mask_sigma
+
+    def _log_uniform(self, bounds) -> float:
+        return float(np.exp(self.R.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
+    def _tissue_gain(self, label: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import gaussian_filter
+
+        def smooth(mask, sigma=self.mask_sigma):
+            return gaussian_filter(mask.astype(np.float32), (0, sigma, sigma), truncate=2.5)
+
+        gain = 1.0 + (self._log_uniform(self.soft_gain) - 1.0) * smooth(label == 0)
+        gain += (self._log_uniform(self.bladder_gain) - 1.0) * smooth(label == BLADDER)
+        if (label == LESION).any():
+            # lesions are small (2-10 pixels): a narrower kernel, or the gain would reach only their rim
+            gain *= 1.0 + (self._log_uniform(self.lesion_gain) - 1.0) * smooth(label == LESION, self.mask_sigma / 2)
+        return gain
+
+    def _uptake_field(self, shape) -> np.ndarray:
+        from scipy.ndimage import zoom
+
+        views, rows, cols = shape
+        coarse = self.R.normal(0.0, 1.0, (1, max(rows // 64, 2), max(cols // 64, 2)))
+        field = zoom(coarse, (1, rows / coarse.shape[1], cols / coarse.shape[2]), order=1, grid_mode=True, mode="nearest")
+        return np.exp(self.field_strength * field[:, :rows, :cols]).astype(np.float32)
+
+    def __call__(self, data):
+        from scipy.ndimage import gaussian_filter
+
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        image = _numpy(d[self.image_key]).astype(np.float32)
+        label = d.get(self.label_key)
+        label = _numpy(label) if label is not None else None
+        if label is not None and label.ndim == image.ndim and d.get("has_label_map", True):
+            step = (1, label.shape[1] // image.shape[1], label.shape[2] // image.shape[2])
+            image = image * self._tissue_gain(label[:, :: step[1], :: step[2]][:, : image.shape[1], : image.shape[2]])
+        image = image * self._uptake_field(image.shape)
+        level = count_scale(image)
+        image = level * (np.maximum(image, 0) / level) ** self.R.uniform(*self.gamma)
+        sigma = self.R.uniform(*self.blur_sigma)
+        if sigma > 0.2:
+            image = gaussian_filter(image, (0, sigma, sigma), truncate=3.0)
+        if self.R.random() < self.resample_prob:
+            image = self.R.poisson(image * self.R.uniform(0.5, 1.0))
+        if self.R.random() < self.display_prob:
+            window = float(np.percentile(image[image > 0], self.R.uniform(97.0, 99.9))) if (image > 0).any() else 1.0
+            image = 255.0 * np.clip(image / max(window, 1e-6), 0, 1) ** self.R.uniform(0.7, 1.0)
+        d[self.image_key] = np.rint(np.maximum(image, 0)).astype(np.float32)
         return d

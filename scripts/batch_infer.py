@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Analyse every bone scan in a folder: diagnosis, lesion + bladder outlines and BSTBI.
 
-    python scripts/batch_infer.py --studies DIR --output DIR [--model-dir D] [--no-bf16] [--recursive] [--threads N]
+    python scripts/batch_infer.py --studies DIR --output DIR [--model-dir D] [--[no-]bf16] [--recursive] [--threads N]
 
 Reads DICOM NM (.dcm and extension-less DICOM), NIfTI (.nii/.nii.gz) and PNG/JPEG
 anterior/posterior pairs (x_ant.png + x_post.png = one study "x") or side-by-side images; other
@@ -39,8 +39,9 @@ def parse_args(argv=None):
     parser.add_argument("--studies", type=Path, required=True, help="folder of study files")
     parser.add_argument("--output", type=Path, required=True, help="folder for <stem>.json, <stem>_labels.npz, errors.json")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
-                        help="folder with classification.pt and segmentation.pt (default: %(default)s)")
-    parser.add_argument("--no-bf16", action="store_true", help="run the networks in float32 (slower; bf16 is the default)")
+                        help="model folder (default: %(default)s); its local/ layer of retrained weights takes precedence")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast (default: only where the CPU runs it natively; emulated bf16 is 6x slower)")
     parser.add_argument("--recursive", action="store_true", help="also read sub-folders (outputs mirror the folder tree)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        analyser = Analyser.from_model_dir(args.model_dir, bf16=not args.no_bf16)
+        analyser = Analyser.from_model_dir(args.model_dir, bf16=args.bf16)
     except ModelNotTrainedError as exc:
         return fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - a damaged or incompatible weight file: one clear line

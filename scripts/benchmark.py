@@ -6,7 +6,8 @@
 Two implementations run on the same studies, each in its own fresh process (so that model load
 time and peak memory, ru_maxrss, belong to one implementation alone):
 
-- optimised: ``Analyser.from_model_dir`` as the server and batch_infer use it (channels_last, bf16 autocast);
+- optimised: ``Analyser.from_model_dir`` as the server and batch_infer use it (channels_last, bf16 autocast
+  only where the CPU runs bf16 natively: emulated on AVX2 it is 6x slower);
 - reference: plain eager float32, default memory format, no autocast.
 
 Per study the clock runs over read_study + Analyser.analyse + json.dumps, after --warmup
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO))
 DEFAULT_MODEL_DIR = REPO / "apps" / "bonescan" / "model"
 TARGET_MEDIAN_S = 0.48  # the paper's 0.48 +- 0.07 s per case
 IMPLEMENTATIONS = {
-    "optimised": "channels_last + bf16 autocast (Analyser.from_model_dir)",
+    "optimised": "channels_last (+ bf16 autocast where native) (Analyser.from_model_dir)",
     "reference": "eager float32, default memory format, no autocast",
 }
 
@@ -75,7 +76,7 @@ def _make_analyser(kind: str, model_dir: Path):
     from bonescan.analysis import Analyser
 
     if kind == "optimised":
-        return Analyser.from_model_dir(model_dir, bf16=True, channels_last=True)
+        return Analyser.from_model_dir(model_dir, bf16=None, channels_last=True)
 
     return Analyser.from_model_dir(model_dir, bf16=False, channels_last=False)  # plain eager float32, NCHW
 
@@ -250,9 +251,11 @@ def _publish_random_weights(directory: Path) -> None:
 
     from bonescan.networks import build_classifier, build_segmenter
 
+    from bonescan.weights import save_weights, weights_file
+
     torch.manual_seed(0)
-    torch.save({"model": build_classifier().state_dict()}, directory / "classification.pt")
-    torch.save({"model": build_segmenter().state_dict()}, directory / "segmentation.pt")
+    save_weights(build_classifier(), weights_file(directory, "classification"))
+    save_weights(build_segmenter(), weights_file(directory, "segmentation"))
 
 
 def _cpu_name() -> str:

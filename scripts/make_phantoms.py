@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate a set of synthetic whole-body bone-scan studies with ground truth.
 
-    python scripts/make_phantoms.py --n 100 --seed 0 --output DIR [--workers 2] [--metastatic|--normal]
+    python scripts/make_phantoms.py --n 100 --seed 0 --output DIR [--workers 2] [--metastatic|--normal] [--stress]
 
 Writes DIR/<study_id>.dcm (NM multi-frame DICOM), DIR/truth/<study_id>.npz (lesion, bladder,
 skeleton, benign, confounder, region, counts_canonical), DIR/truth.csv (one row per study) and
@@ -27,11 +27,14 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="output folder")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--no-preview", action="store_true", help="skip preview images")
+    parser.add_argument("--stress", action="store_true",
+                        help="stress set: each study's look pushed outside the training ranges (bonescan/phantoms/stress.py); "
+                             "never train or choose on it")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--metastatic", action="store_true", help="every study metastatic")
     group.add_argument("--normal", action="store_true", help="no study metastatic")
     args = parser.parse_args(argv)
-    overrides = {}
+    overrides = {"stress": True} if args.stress else {}
     if args.metastatic:
         overrides["metastatic"] = True
     if args.normal:

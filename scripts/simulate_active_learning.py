@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "apps" / "bonescan"))  # the app's ``lib`` package, as MONAI Label imports it
 
-from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network, summarise, weights_path  # noqa: E402
+from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network, summarise  # noqa: E402
 from bonescan.embeddings import case_scores, classify_with_embedding, mc_dropout_uncertainty  # noqa: E402
 from bonescan.io.atomic import atomic_path  # noqa: E402
 from bonescan.labels import BLADDER, LESION  # noqa: E402
@@ -66,7 +66,7 @@ def study_of(example: Dict) -> Study:
 
 
 def load_analyser(model_dir: Path) -> Analyser:
-    networks = {k: load_network(k, weights_path(model_dir, k)).to(memory_format=torch.channels_last) for k in KINDS}
+    networks = {k: load_network(k, model_dir).to(memory_format=torch.channels_last) for k in KINDS}
     return Analyser(networks["classification"], networks["segmentation"])
 
 
@@ -145,12 +145,12 @@ def select(strategy: str, model_dir: Path, pool: List[Dict], labelled: List[int]
         probabilities = {pool[i]["id"]: case_scores(analyser, study_of(pool[i]))["metastasis_probability"] for i in unlabelled}
         chosen = pick_uncertain(probabilities, DECISION_THRESHOLD, k)
     elif strategy == "epistemic":
-        segmenter = load_network("segmentation", weights_path(model_dir, "segmentation")).to(memory_format=torch.channels_last)
+        segmenter = load_network("segmentation", model_dir).to(memory_format=torch.channels_last)
         scores = {pool[i]["id"]: mc_dropout_uncertainty(segmenter, study_of(pool[i]), passes=args.mc_passes)["score"]
                   for i in unlabelled}
         chosen = pick_highest(scores, k)
     elif strategy == "diversity":
-        classifier = load_network("classification", weights_path(model_dir, "classification"))
+        classifier = load_network("classification", model_dir)
         classifier = classifier.to(memory_format=torch.channels_last)
         embed = {pool[i]["id"]: classify_with_embedding(classifier, study_of(pool[i]))[1] for i in unlabelled}
         reference = [classify_with_embedding(classifier, study_of(pool[i]))[1] for i in labelled]

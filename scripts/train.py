@@ -23,6 +23,7 @@ import torch
 
 from bonescan.training.loop import RunConfig, train
 from bonescan.training.pool import build_phantom_pool, datastore_examples, load_examples
+from bonescan.weights import served_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--patience", type=int, default=8)
-    parser.add_argument("--no-bf16", action="store_true", help="train in float32")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast (default: only where the CPU or GPU runs it natively)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -74,13 +76,13 @@ def main(argv=None) -> int:
         batch = args.batch_size or (4 if kind == "segmentation" else 16)
         config = RunConfig(kind=kind, model_dir=args.model_dir, work_dir=args.work_dir, minutes=minutes,
                            max_iterations=args.max_iterations, batch_size=batch, val_every=args.val_every,
-                           patience=args.patience, bf16=not args.no_bf16, seed=args.seed)
+                           patience=args.patience, bf16=args.bf16, seed=args.seed)
         # Case-level answers without drawing teach the classifier only.
         examples = [e for e in train_examples if kind != "segmentation" or e.get("has_label_map", True)]
         summary = train(config, examples, val_examples)
         summaries.append(summary)
         print(json.dumps(summary))
-    if all((args.model_dir / f"{kind}.pt").exists() for kind in ("segmentation", "classification")):
+    if all(served_weights(args.model_dir, kind) for kind in ("segmentation", "classification")):
         from bonescan.calibration import calibrate, studies_from_pool
 
         decision = calibrate(args.model_dir, studies_from_pool(val_paths))

@@ -131,7 +131,8 @@ def publish_untrained_weights(model_dir):
     import torch
 
     from bonescan.networks import build_classifier, build_segmenter
+    from bonescan.weights import save_weights, weights_file
 
     torch.manual_seed(0)
-    torch.save({"model": build_classifier().state_dict()}, model_dir / "classification.pt")
-    torch.save({"model": build_segmenter().state_dict()}, model_dir / "segmentation.pt")
+    save_weights(build_classifier(), weights_file(model_dir, "classification"))
+    save_weights(build_segmenter(), weights_file(model_dir, "segmentation"))

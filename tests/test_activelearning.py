@@ -103,14 +103,10 @@ def _datastore(folder):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import torch
-
-    from bonescan.networks import build_classifier, build_segmenter
+    from tests.conftest import publish_untrained_weights
 
     d = tmp_path_factory.mktemp("al_model")
-    torch.manual_seed(0)
-    torch.save({"model": build_classifier().state_dict()}, d / "classification.pt")
-    torch.save({"model": build_segmenter().state_dict()}, d / "segmentation.pt")
+    publish_untrained_weights(d)
     return d
 
 
@@ -156,7 +152,7 @@ def test_scoring_is_incremental_and_refreshes_when_weights_change(scored, model_
     again = ClassifierScoring(str(model_dir))({}, datastore)
     assert again["executed"] == 0 and again["skipped"] == len(SEEDS)
     assert EpistemicScoring(str(model_dir), passes=3)({}, datastore)["executed"] == 0
-    weights = model_dir / "classification.pt"
+    weights = model_dir / "classification.safetensors"
     stat = weights.stat()
     try:
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "newly published" weights

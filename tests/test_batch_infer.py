@@ -59,14 +59,10 @@ def study_dir(tmp_path_factory, phantom_counts):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import torch
-
-    from bonescan.networks import build_classifier, build_segmenter
+    from tests.conftest import publish_untrained_weights
 
     d = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    torch.save({"model": build_classifier().state_dict()}, d / "classification.pt")
-    torch.save({"model": build_segmenter().state_dict()}, d / "segmentation.pt")
+    publish_untrained_weights(d)
     return d
 
 

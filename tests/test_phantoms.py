@@ -225,3 +225,21 @@ def test_dicom_passes_dciodvfy(script_output):
         text = res.stdout + res.stderr
         errors = [line for line in text.splitlines() if line.startswith("Error")]
         assert not errors, f"{f.name}: {errors[:5]}"
+
+
+def test_stress_set_changes_the_look_but_not_the_truth():
+    from bonescan.bstbi import compute_bstbi
+    from bonescan.phantoms.stress import CHANGES, stress_phantom
+
+    phantom = make_phantom(4242, metastatic=True)
+    stressed = stress_phantom(phantom, 4242)
+    again = stress_phantom(phantom, 4242)
+    assert np.array_equal(stressed.counts, again.counts)  # reproducible from the seed
+    assert stressed.counts.dtype == np.uint16 and not np.array_equal(stressed.counts, phantom.counts)
+    for mask in ("lesion", "bladder", "skeleton"):
+        assert np.array_equal(getattr(stressed, mask), getattr(phantom, mask))
+    names = stressed.info["stress"]
+    assert 2 <= len(set(names) - {"display_export"}) <= 3 and set(names) <= set(CHANGES) | {"display_export"}
+    expected = compute_bstbi(stressed.counts.astype(np.float32), phantom.lesion, phantom.skeleton)["bstbi"]
+    assert stressed.info["bstbi"] == pytest.approx(expected) and stressed.info["bstbi"] > 0
+    assert stressed.info["counts_anterior"] == int(stressed.counts[0].sum())

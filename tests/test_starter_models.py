@@ -15,6 +15,7 @@ from monailabel.client.client import MONAILabelClientException
 
 from bonescan.labels import LESION
 from bonescan.monailabel_workarounds import infer_json
+from bonescan.weights import served_weights
 from tests.conftest import start_server, stop_server, write_phantom_dicom
 
 pytestmark = pytest.mark.timeout(600)
@@ -44,7 +45,8 @@ def test_starter_models_are_trained_in_the_background_and_then_served(fresh_serv
     while time.time() < deadline and client.info()["bonescan"]["untrained_models"]:
         time.sleep(3)
     assert client.info()["bonescan"]["untrained_models"] == [], fresh_server.log_text()[-3000:]
-    assert (fresh_server.model_dir / "segmentation.pt").exists() and (fresh_server.model_dir / "classification.pt").exists()
+    served = {kind: served_weights(fresh_server.model_dir, kind) for kind in ("segmentation", "classification")}
+    assert all(path is not None and path.parent.name == "local" for path in served.values()), served  # never the shipped layer
     assert "starter training job" in fresh_server.log_text()
 
     _, result = infer_json(client, "classification", "study_22")
@@ -107,9 +109,9 @@ def test_annotation_loop_with_the_real_client_retrains_and_serves_the_new_model(
     versions_after = status["model_versions"]
     assert status["training_jobs"]["by_status"].get("DONE", 0) >= 4  # 2 starter + 2 retraining jobs
     for name in ("segmentation", "classification"):
-        assert f"Served model {name}.pt:" in jobs_log  # the served model was validated first
-        kept = re.search(rf"{name}\.pt: \S+ [\d.]+ < [\d.]+: keeping the served model", jobs_log) is not None
-        published = f"Published version {versions_before[name]['version'] + 1} of {name}.pt" in jobs_log
+        assert f"Served model {name}.safetensors:" in jobs_log  # the served model was validated first
+        kept = re.search(rf"{name}\.safetensors: \S+ [\d.]+ < [\d.]+: keeping the served model", jobs_log) is not None
+        published = f"Published version {versions_before[name]['version'] + 1} of {name}.safetensors" in jobs_log
         assert kept != published, (name, kept, published)  # one or the other, never a silent replacement
         assert versions_after[name]["version"] == versions_before[name]["version"] + (1 if published else 0)
         assert versions_after[name]["source"] == ("server training job" if published else versions_before[name]["source"])

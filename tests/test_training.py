@@ -59,7 +59,7 @@ def test_tiny_run_publishes_and_resumes(tmp_path):
     common = ["--model", "segmentation", "--n-train", "3", "--n-superscan", "1", "--n-val", "2", "--val-every", "1", "--batch-size", "2",
               "--pool-dir", str(tmp_path / "pool"), "--work-dir", str(tmp_path / "work"), "--model-dir", str(tmp_path / "model")]
     assert train.main(common + ["--max-iterations", "1"]) == 0
-    assert (tmp_path / "model" / "segmentation.pt").exists()
+    assert (tmp_path / "model" / "segmentation.safetensors").exists()
     record = json.loads((tmp_path / "model" / "segmentation.json").read_text())
     assert record["iteration"] == 1 and record["trained_on"] == 4  # 3 + 1 superscan
     assert train.main(common + ["--max-iterations", "2"]) == 0
@@ -90,7 +90,7 @@ def test_decision_threshold_is_calibrated_for_exactly_the_served_weights(tmp_pat
     model_dir = tmp_path / "model"
     torch.manual_seed(0)
     for kind, network in (("classification", build_classifier()), ("segmentation", build_segmenter())):
-        publish_weights(network, model_dir / f"{kind}.pt", key_metric="key", metrics={"key": 0.5},
+        publish_weights(network, model_dir / f"{kind}.safetensors", key_metric="key", metrics={"key": 0.5},
                         trained_on=1, validated_on=1, source="test")
     pools = [build_phantom_pool(tmp_path / name, 5, seed, workers=1, progress=False, metastatic=flag)
              for name, seed, flag in (("m", 1, True), ("n", 2, False))]
@@ -98,8 +98,32 @@ def test_decision_threshold_is_calibrated_for_exactly_the_served_weights(tmp_pat
     assert record["n"] == 10 and record["model_versions"] == {"classification": 1, "segmentation": 1}
     assert Analyser.from_model_dir(model_dir).threshold == pytest.approx(record["threshold"])
     # New segmentation weights: the old threshold no longer applies.
-    publish_weights(build_segmenter(), model_dir / "segmentation.pt", key_metric="key", metrics={"key": 0.6},
+    publish_weights(build_segmenter(), model_dir / "segmentation.safetensors", key_metric="key", metrics={"key": 0.6},
                     trained_on=1, validated_on=1, source="test")
     assert Analyser.from_model_dir(model_dir).threshold == DECISION_THRESHOLD
     # Too few studies of a class: nothing is written, the default stays.
     assert calibrate(model_dir, studies_from_pool(pools[0])) is None
+
+
+def test_appearance_randomisation_changes_tissue_gains_smoothly_and_keeps_lesions_hot():
+    from bonescan.transforms import RandAppearanced
+
+    image = np.full((2, 64, 64), 100.0, np.float32)
+    label = np.zeros((2, 64, 64), np.uint8)
+    label[:, 16:48, 16:48] = BONE
+    label[:, 30:34, 30:34] = LESION
+    image[label == LESION] = 200.0
+    neutral = dict(prob=1.0, bladder_gain=(1, 1), lesion_gain=(1, 1), field_strength=0.0, gamma=(1, 1),
+                   blur_sigma=(0, 0), resample_prob=0.0, display_prob=0.0)
+    transform = RandAppearanced(soft_gain=(2, 2), **neutral)
+    transform.set_random_state(0)
+    out = transform({"image": image, "label": label})["image"]
+    assert out.shape == image.shape and np.all(out == np.rint(out))
+    assert out[0, 2, 2] == 200.0  # soft tissue far from bone: doubled
+    assert out[0, 24, 24] == 100.0  # inside bone, away from edges: unchanged
+    assert 100.0 < out[0, 16, 32] < 200.0  # at the bone edge: in between, no step that betrays the label
+    assert out[0, 32, 32] == 200.0  # the lesion keeps its uptake relative to bone
+    weaker = RandAppearanced(soft_gain=(1, 1), **{**neutral, "lesion_gain": (0.85, 0.85)})
+    weaker.set_random_state(0)
+    fainter = weaker({"image": image, "label": label})["image"][0, 32, 32]
+    assert 170.0 <= fainter <= 180.0  # about 0.85 x 200 at the centre of a 4-pixel lesion: still above bone

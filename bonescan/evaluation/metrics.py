@@ -198,12 +198,20 @@ def targets(m: dict) -> List[dict]:
     gap = spec - old_spec if math.isfinite(spec) and math.isfinite(old_spec) else math.nan
     lesion, bladder = m["segmentation"]["lesion"]["pooled"], m["segmentation"]["bladder"]["pooled"]
     r = m["bstbi"]["all"]["pearson_r"]
+    auc = final["auc"] if final["auc"] is not None else math.nan
+    detected = m["lesions"]["detection_sensitivity"]["value"]
+    detected = math.nan if detected is None else detected
+    false_positives = m["lesions"]["false_positives_per_study"]
     return [
         _target("sensitivity", sens, ">= 0.95", _at_least(sens, 0.95), STUDY["sensitivity"]["value"]),
         _target("specificity", spec, ">= 0.92", _at_least(spec, 0.92), STUDY["specificity"]["value"]),
+        _target("ROC AUC", auc, ">= 0.97", _at_least(auc, 0.97)),
         _target("specificity gap, overall minus >=70", gap, "<= 0.05",
                 None if not math.isfinite(gap) else bool(gap <= 0.05 + 1e-12), 59 / 69 - 8 / 12),
-        _target("lesion Dice (pooled)", lesion, ">= 0.78", _at_least(lesion, 0.78), STUDY["dice_lesion"]),
+        _target("lesion Dice (pooled)", lesion, ">= 0.70", _at_least(lesion, 0.70), STUDY["dice_lesion"]),
+        _target("lesions detected", detected, ">= 0.80", _at_least(detected, 0.80)),
+        _target("false-positive lesions per study", false_positives, "<= 0.5",
+                None if not math.isfinite(false_positives) else bool(false_positives <= 0.5 + 1e-12)),
         _target("bladder Dice (pooled)", bladder, ">= 0.94", _at_least(bladder, 0.94), STUDY["dice_bladder"]),
         _target("BSTBI Pearson r", r, ">= 0.95", _at_least(r, 0.95)),
     ]

@@ -23,7 +23,7 @@ CSV_FIELDS = [
     "study_id", "seed", "metastatic", "lesion_count", "superscan", "cold_lesions", "age", "sex", "height_cm", "weight_class",
     "counts_anterior", "counts_posterior", "bstbi", "bstbi_anterior", "bstbi_posterior", "benign_findings", "confounders",
     "lesion_sites", "bladder_visible", "kidneys_visible", "frame_order", "view_codes", "position", "pixel_spacing_row",
-    "pixel_spacing_col", "fwhm_mm", "arm_pose", "dicom", "truth",
+    "pixel_spacing_col", "fwhm_mm", "arm_pose", "stress", "dicom", "truth",
 ]
 
 
@@ -75,6 +75,7 @@ def write_study(phantom: PhantomStudy, output: Path, options: Optional[dict] = N
         "kidneys_visible": int(info["kidneys_visible"]),
         "benign_findings": ";".join(info["benign_findings"]),
         "confounders": ";".join(info["confounders"]),
+        "stress": ";".join(info.get("stress", [])),
         "lesion_sites": ";".join(f"{k}:{v}" for k, v in sorted(info["lesion_sites"].items())),
         "frame_order": "\\".join(opts["frame_order"]),
         "view_codes": int(opts["view_codes"]),
@@ -102,8 +103,14 @@ def _thumb(phantom: PhantomStudy, factor: int = 4) -> Dict[str, np.ndarray]:
 
 def _job(args):
     index, seed, output, overrides, thumb = args
+    overrides = dict(overrides)
+    stress = overrides.pop("stress", False)
     s = study_seed(seed, index)
     phantom = make_phantom(s, study_id=f"ph{seed}_{index:05d}", **overrides)
+    if stress:
+        from bonescan.phantoms.stress import stress_phantom
+
+        phantom = stress_phantom(phantom, s)
     row = write_study(phantom, Path(output))
     return index, row, (_thumb(phantom) if thumb else None), phantom.info
 
@@ -112,7 +119,8 @@ def write_phantom_set(output, n: int = 100, seed: int = 0, workers: int = 2, pre
                       progress: bool = True, **overrides) -> List[Dict[str, object]]:
     """Generate ``n`` studies into ``output``; returns the truth rows (also in ``truth.csv``).
 
-    ``overrides`` are passed to :func:`make_phantom` (e.g. ``metastatic=True``). The set depends
+    ``overrides`` are passed to :func:`make_phantom` (e.g. ``metastatic=True``); ``stress=True``
+    pushes each study outside the training ranges (``bonescan.phantoms.stress``). The set depends
     only on ``seed`` and ``n``, not on ``workers``.
     """
     output = Path(output)

@@ -1,7 +1,7 @@
 """A resumable, time-bounded training loop for either network, with validation and publishing.
 
 Every ``val_every`` iterations the model is validated on whole studies; weights are published to
-``model_dir/<kind>.pt`` only when the validation metric did not get worse, so a serving model is
+``model_dir/<kind>.safetensors`` only when the validation metric did not get worse, so a serving model is
 never replaced by a worse one. The full state (model, optimiser, iteration, best metric,
 history) is checkpointed at each validation: a run stopped at any time resumes where it was.
 """
@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from bonescan.io.atomic import atomic_path
 from bonescan.labels import BLADDER, LESION
-from bonescan.networks import build_classifier, build_segmenter, split_view_logits
+from bonescan.networks import build_classifier, build_segmenter, resolve_bf16, split_view_logits
 from bonescan.training import recipes
-from bonescan.versions import publish_weights
+from bonescan.versions import publish_weights, served_record
+from bonescan.weights import load_into, weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class RunConfig:
     lr: float = 5e-4
     val_every: int = 100
     patience: int = 8  # validations without improvement before stopping early
-    bf16: bool = True
+    bf16: Optional[bool] = None  # None: bf16 only where the hardware makes it fast
     workers: int = 1
     seed: int = 0
     extra: Dict = field(default_factory=dict)
@@ -70,6 +71,38 @@ def _loader(kind: str, examples: List[Dict], batch_size: int, workers: int) -> D
         persistent_workers=workers > 0,
         drop_last=len(examples) > batch_size,
     )
+
+
+class StepTimer:
+    """Where a training step's time goes (data preparation and augmentation, forward, backward,
+    optimiser) and examples per second: the profile that decides what to make cheaper."""
+
+    PHASES = ("data", "forward", "backward", "optimiser")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self.steps = 0
+        self.examples = 0
+
+    def add(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[phase] += now - since
+        if phase == self.PHASES[-1]:
+            self.steps += 1
+        return now
+
+    def summary(self) -> Dict[str, float]:
+        total = sum(self.seconds.values())
+        steps = max(self.steps, 1)
+        out = {f"{phase}_s": round(value / steps, 4) for phase, value in self.seconds.items()}
+        out["examples_per_s"] = round(self.examples / total, 2) if total else 0.0
+        return out
+
+    def describe(self) -> str:
+        total = sum(self.seconds.values()) or 1.0
+        parts = ", ".join(f"{phase} {value / max(self.steps, 1):.3f} s ({100 * value / total:.0f} %)"
+                          for phase, value in self.seconds.items())
+        return f"{parts}; {self.summary()['examples_per_s']} examples/s"
 
 
 def _forever(loader):
@@ -115,22 +148,22 @@ def validate(kind: str, network: torch.nn.Module, examples: List[Dict], bf16: bo
 def publish(network: torch.nn.Module, config: RunConfig, record: Dict, trained_on: int, validated_on: int,
             started_from: str) -> Path:
     """Write the weights the server and batch jobs load, with their version record."""
-    path = config.model_dir / f"{config.kind}.pt"
-    metrics = {k: v for k, v in record.items() if k not in ("iteration", "seconds", "train_loss", "lr", "key")}
+    path = weights_file(config.model_dir, config.kind)
+    metrics = {k: v for k, v in record.items() if k not in ("iteration", "seconds", "train_loss", "lr", "key", "step_split")}
     metrics["key"] = record["key"]
     publish_weights(network, path, key_metric="key", metrics=metrics, trained_on=trained_on, validated_on=validated_on,
-                    source="scripts/train.py", iteration=record["iteration"], started_from=started_from)
+                    source="scripts/train.py", iteration=record["iteration"], started_from=started_from,
+                    previous=served_record(config.model_dir, config.kind))
     return path
 
 
 def _initial_weights(network, config: RunConfig) -> str:
     """Start from the published weights when they exist: training is incremental."""
-    published = config.model_dir / f"{config.kind}.pt"
-    if published.exists():
-        state = torch.load(published, map_location="cpu")
-        network.load_state_dict(state.get("model", state))
-        return str(published)
-    return "scratch"
+    record = served_record(config.model_dir, config.kind)
+    if record is None:
+        return "scratch"
+    load_into(network, record["weights"], record.get("sha256"))
+    return f"{record['weights']} (version {record.get('version', 0)})"
 
 
 def plot_history(history: List[Dict], path: Path, kind: str) -> None:
@@ -175,6 +208,8 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
     else:
         state["start"] = _initial_weights(network, config)
 
+    bf16 = resolve_bf16(config.bf16, device.type)
+    logger.info(f"{config.kind}: {'bf16 autocast' if bf16 else 'float32'} on {device.type}")
     loss_fn = recipes.ViewDiceCELoss() if config.kind == "segmentation" else torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     batches = _forever(_loader(config.kind, train_examples, config.batch_size, config.workers))
     deadline = time.time() + config.minutes * 60
@@ -182,6 +217,7 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
     seconds_before = state["seconds"]
     losses: List[float] = []
     stop_reason = "time budget"
+    split = StepTimer()
     # In a log file (no terminal) a bar line every 30 s, not one per iteration.
     bar = tqdm(desc=f"train {config.kind}", unit="it", disable=not progress, initial=state["iteration"],
                mininterval=0.1 if sys.stderr.isatty() else 30.0)
@@ -192,22 +228,28 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
             stop_reason = "max iterations"
             break
         network.train()
+        clock = time.perf_counter()
         batch = next(batches)
         x = batch["image"].to(device).contiguous(memory_format=torch.channels_last)
         y = (batch["label"] if config.kind == "segmentation" else batch["metastatic"]).to(device)
-        with autocast(config.bf16):
+        clock = split.add("data", clock)
+        with autocast(bf16):
             logits = network(x)
         loss = loss_fn(logits.float(), y)
+        clock = split.add("forward", clock)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clock = split.add("backward", clock)
         optimizer.step()
         losses.append(loss.item())
+        split.add("optimiser", clock)
+        split.examples += int(x.shape[0])
         state["iteration"] += 1
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", best=f"{state['best']:.3f}", refresh=False)
 
         if state["iteration"] % config.val_every == 0:
-            metrics = validate(config.kind, network, val_examples, config.bf16, device)
+            metrics = validate(config.kind, network, val_examples, bf16, device)
             scheduler.step(metrics["key"])
             state["seconds"] = seconds_before + time.time() - started
             record = {
@@ -216,7 +258,10 @@ def train(config: RunConfig, train_examples: List[Dict], val_examples: List[Dict
                 "train_loss": float(np.mean(losses)) if losses else float("nan"),
                 "lr": optimizer.param_groups[0]["lr"],
                 **metrics,
+                "step_split": split.summary(),
             }
+            logger.info(f"{config.kind} time per step: {split.describe()}")
+            split = StepTimer()
             losses = []
             state["history"].append(record)
             improved = metrics["key"] >= state["best"]

@@ -6,7 +6,9 @@ Measured choices (2-core CPU, see README "Model design"):
   the whole 1024 x 256 study in one pass;
 - classification sees the whole study sum-pooled to 512 x 128, 4x cheaper than full size,
   since its job is the case-level answer and the segmentation keeps full resolution;
-- both see the two views as channels, after blanking one view now and then, count thinning, small affine changes and joint flips
+- both see the two views as channels, after blanking one view now and then, count thinning,
+  domain randomisation of the look (``RandAppearanced``: tissue gains, uptake field, gamma, blur,
+  noise, 8-bit exports), small affine changes and joint flips
   (the affine comes after cropping / pooling: the same change on 4x fewer pixels).
 """
 
@@ -25,6 +27,7 @@ from bonescan.transforms import (
     AsTensord,
     CropFocusd,
     NormaliseCountsd,
+    RandAppearanced,
     RandDropViewd,
     RandFlipViewsd,
     RandRecountd,
@@ -60,7 +63,7 @@ def _affine(keys, modes, translate) -> RandAffined:
         prob=0.7,
         rotate_range=(0.07,),
         translate_range=translate,
-        scale_range=(0.08, 0.08),
+        scale_range=(0.12, 0.12),  # each axis on its own: body and bone proportions
         padding_mode="zeros",
     )
 
@@ -81,6 +84,7 @@ def segmentation_train_transforms(crop=CROP, samples: int = 2) -> Compose:
                 num_samples=samples,
                 warn=False,
             ),
+            RandAppearanced(),
             _affine(["image", "label"], ("bilinear", "nearest"), translate=(0, 0)),
             NormaliseCountsd(keys="image"),
             AsTensord(keys=["image", "label"], dtypes=[torch.float32, torch.long]),
@@ -95,9 +99,10 @@ def segmentation_val_transforms() -> Compose:
 def classification_train_transforms() -> Compose:
     # Pool before the affine: the same augmentation on a 4x smaller image.
     return Compose(
-        _recount_and_flip(["image"])
+        _recount_and_flip(["image", "label"])  # the label map (when there is one) steers RandAppearanced
         + [
             SumPoold(keys="image", factor=CLASSIFIER_POOL),
+            RandAppearanced(blur_sigma=(0.0, 0.5)),  # half the pixels: half the blur
             _affine(["image"], ("bilinear",), translate=(15, 6)),
             NormaliseCountsd(keys="image"),
             AsTensord(keys=["image", "metastatic"], dtypes=[torch.float32, torch.long]),

@@ -29,6 +29,7 @@ class Classification(TaskConfig):
         return ClassificationTrainer(
             model_dir=os.path.join(self.model_dir, self.name),
             publish_path=self.path[1],
+            served_dir=self.model_dir,
             pool_dir=os.path.join(self.model_dir, "phantom_pool"),
             description="Train the classification network",
         )

@@ -7,11 +7,13 @@ clear message before anything else happens, and a model without trained weights 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
 from typing import Any, Dict, Optional
 
+import torch
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from bonescan.errors import ModelNotTrainedError
@@ -49,6 +51,26 @@ class BoneScanInferTask(BasicInferTask):
         weights = self.get_path(validate=True)
         info["weights"] = os.path.basename(weights) if weights else None
         return info
+
+    def _get_network(self, device, data):
+        """The served weights (local layer, else shipped), checked by sha256; reloaded when they change.
+
+        MONAI Label's loader would unpickle a ``.pt`` and has no integrity check.
+        """
+        from bonescan.versions import read_version
+        from bonescan.weights import load_into
+
+        path = self.get_path()
+        if not path:
+            raise ModelNotTrainedError(f"Model '{self.description}' is not trained yet: no weights in {os.path.dirname(self.path[0])}.")
+        stamp = (path, os.stat(path).st_mtime_ns)
+        cached = self._networks.get(device)
+        if cached and cached[1] == stamp:
+            return cached[0]
+        network = load_into(copy.deepcopy(self.network), path, (read_version(path) or {}).get("sha256"))
+        network = network.to(torch.device(device)).eval()
+        self._networks[device] = (network, stamp)
+        return network
 
     def __call__(self, request, callbacks: Optional[Dict] = None):
         request = dict(request)

@@ -36,14 +36,16 @@ def cache_dir(datastore, fallback_dir=None) -> Path:
 
 
 def model_stamp(model_dir, kinds) -> Optional[str]:
-    """Identifies the weights that produced a score (file time and size); None if a file is missing."""
+    """Identifies the weights that produced a score (file, time and size); None if a file is missing."""
+    from bonescan.weights import served_weights
+
     parts = []
     for kind in kinds:
-        path = Path(model_dir) / f"{kind}.pt"
-        if not path.exists():
+        path = served_weights(model_dir, kind)
+        if path is None:
             return None
         stat = path.stat()
-        parts.append(f"{kind}:{stat.st_mtime_ns}:{stat.st_size}")
+        parts.append(f"{kind}:{path}:{stat.st_mtime_ns}:{stat.st_size}")
     return ";".join(parts)
 
 

@@ -22,10 +22,11 @@ from typing import Dict, List
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network, weights_path
+from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network
 from bonescan.embeddings import MC_DROPOUT, MC_PASSES, MC_TOP_PIXELS, case_scores, mc_dropout_uncertainty
 from bonescan.errors import BoneScanInputError
 from bonescan.io import read_study
+from bonescan.weights import WeightsError
 from lib.scoring.cache import CLASSIFIER_KEY, EMBEDDINGS_FILE, EPISTEMIC_KEY, EmbeddingCache, cache_dir, model_stamp
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,13 @@ def _limit(image_ids: List[str], request) -> List[str]:
     max_samples = int(request.get("max_samples", 0) or 0)
     return image_ids[:max_samples] if max_samples > 0 else image_ids
 
+
+
+def _weights_unusable(job: str, error: Exception) -> Dict:
+    """A damaged weights file: nothing is scored (strategies fall back to random), the server goes on."""
+    message = f"{job}: nothing scored, the weights cannot be used: {error}"
+    logger.error(message)
+    return {"skipped": message}
 
 class ClassifierScoring(ScoringMethod):
     """Case decision score, classifier probability and embedding of every study (one pass each)."""
@@ -90,10 +98,11 @@ class ClassifierScoring(ScoringMethod):
         todo = _limit(todo, request)
         summary = {"total": len(all_ids), "executed": 0, "skipped": len(all_ids) - len(todo), "errors": 0}
         if todo:
-            classifier = _channels_last(load_network("classification", weights_path(self.model_dir, "classification")))
-            segmenter = None
-            if segmentation_stamp:
-                segmenter = _channels_last(load_network("segmentation", weights_path(self.model_dir, "segmentation")))
+            try:
+                classifier = _channels_last(load_network("classification", self.model_dir))
+                segmenter = _channels_last(load_network("segmentation", self.model_dir)) if segmentation_stamp else None
+            except WeightsError as error:
+                return _weights_unusable("classifier_scores", error)
             analyser = Analyser(classifier, segmenter, threshold=self.threshold)
             for image_id in todo:
                 entry = {"model": stamp, "ts": int(time.time()), "threshold": self.threshold}
@@ -146,7 +155,10 @@ class EpistemicScoring(ScoringMethod):
         todo = _limit(todo, request)
         summary = {"total": len(unlabelled), "executed": 0, "skipped": len(unlabelled) - len(todo), "errors": 0}
         if todo:
-            segmenter = _channels_last(load_network("segmentation", weights_path(self.model_dir, "segmentation")))
+            try:
+                segmenter = _channels_last(load_network("segmentation", self.model_dir))
+            except WeightsError as error:
+                return _weights_unusable("epistemic", error)
             for image_id in todo:
                 entry = {"model": settings, "ts": int(time.time())}
                 try:

@@ -23,6 +23,7 @@ from monai.utils.enums import CommonKeys as Keys
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
+from bonescan.networks import bf16_is_fast
 from bonescan.training.pool import build_phantom_pool, case_label, is_drawn
 from lib.trainers.publish import PublishIfNotWorse
 
@@ -33,14 +34,14 @@ VAL_POOL_SEED = 570_000
 
 
 def bf16_iteration(engine, batchdata):
-    """One training step under CPU/GPU bf16 autocast with channels_last inputs."""
+    """One training step with channels_last inputs, under bf16 autocast where the hardware runs it natively."""
     inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
     inputs = inputs.contiguous(memory_format=torch.channels_last)
     engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
     engine.network.train()
     engine.optimizer.zero_grad(set_to_none=True)
     device_type = "cuda" if inputs.is_cuda else "cpu"
-    with torch.autocast(device_type, dtype=torch.bfloat16):
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16_is_fast(device_type)):
         pred = engine.network(inputs)
     engine.state.output[Keys.PRED] = pred.float()
     engine.fire_event(IterationEvents.FORWARD_COMPLETED)
@@ -84,7 +85,8 @@ class TimeBudget:
 
 
 class BoneScanTrainTask(BasicTrainTask):
-    def __init__(self, model_dir: str, publish_path: str, pool_dir: str, description: str, config=None, **kwargs):
+    def __init__(self, model_dir: str, publish_path: str, pool_dir: str, description: str, served_dir: str, config=None,
+                 **kwargs):
         defaults = {
             "minutes": 0,  # wall-clock budget (0: none, max_epochs decides)
             "phantoms": 0,  # phantom studies added to the datastore's labels
@@ -109,7 +111,9 @@ class BoneScanTrainTask(BasicTrainTask):
             **kwargs,
         )
         self.pool_dir = pool_dir
-        self.publish_path = publish_path
+        self.publish_path = publish_path  # the local layer: never the shipped weights (bonescan.weights)
+        self.served_dir = served_dir
+        self.kind = os.path.basename(publish_path).split(".")[0]
 
     needs_drawing = False  # True: labels with only a case-level answer are of no use to this network
 
@@ -158,11 +162,16 @@ class BoneScanTrainTask(BasicTrainTask):
     def optimizer(self, context: Context):
         return torch.optim.AdamW(context.network.parameters(), lr=float(context.request.get("lr", 5e-4)), weight_decay=1e-4)
 
-    def load_path(self, output_dir, pretrained=True):
-        """Continue from the weights being served (incremental training)."""
-        if pretrained and self.publish_path and os.path.exists(self.publish_path):
-            return self.publish_path
-        return super().load_path(output_dir, pretrained)
+    def _load_checkpoint(self, context, train_handlers):
+        """Continue from the weights being served (incremental training), checked by sha256.
+
+        MONAI Label's CheckpointLoader would unpickle a ``.pt``; our weights are safetensors.
+        """
+        from bonescan.versions import load_served, served_record
+
+        if context.pretrained and served_record(self.served_dir, self.kind):
+            load_served(context.network, self.served_dir, self.kind)
+            logger.info(f"{self.kind}: training starts from the served weights {served_record(self.served_dir, self.kind)['weights']}")
 
     def train_inferer(self, context: Context):
         return SimpleInferer()
@@ -183,7 +192,8 @@ class BoneScanTrainTask(BasicTrainTask):
         if context.evaluator and context.local_rank == 0:
             metric_name = list(self.val_key_metric(context).keys())[0]
             publisher = PublishIfNotWorse(
-                self.publish_path, metric_name, context.network, len(context.train_datalist), len(context.val_datalist)
+                self.publish_path, metric_name, context.network, len(context.train_datalist), len(context.val_datalist),
+                served_dir=self.served_dir, kind=self.kind,
             )
             context.trainer.add_event_handler(Events.STARTED, lambda _: publisher.measure_served(context.evaluator))
             context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, publisher)
@@ -204,7 +214,7 @@ class BoneScanTrainTask(BasicTrainTask):
                 yield Study(d["image"], StudyMeta(source_file=str(item["image"]))), bool(d["metastatic"] > 0.5)
 
         try:
-            calibrate(os.path.dirname(self.publish_path), studies())
+            calibrate(self.served_dir, studies(), output_dir=os.path.dirname(self.publish_path))
         except ModelNotTrainedError:
             logger.info("Decision threshold not calibrated yet: the other network has no weights")
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import os
 
-from bonescan.versions import publish_weights
+from bonescan.versions import publish_weights, served_record
 
 logger = logging.getLogger(__name__)
 
 
 class PublishIfNotWorse:
-    def __init__(self, publish_path: str, metric_name: str, network, trained_on: int, validated_on: int):
+    def __init__(self, publish_path: str, metric_name: str, network, trained_on: int, validated_on: int, served_dir: str,
+                 kind: str):
         self.publish_path = publish_path
+        self.served_dir, self.kind = served_dir, kind
         self.metric_name = metric_name
         self.network = network
         self.trained_on = trained_on
@@ -30,7 +32,7 @@ class PublishIfNotWorse:
 
     def measure_served(self, evaluator) -> None:
         """Validate the weights training starts from (the served ones) before any step."""
-        if not os.path.exists(self.publish_path):
+        if served_record(self.served_dir, self.kind) is None:
             logger.info("No served model yet: the first validated weights will be published")
             return
         self.measuring = True  # this validation run is the reference, not a candidate
@@ -53,6 +55,7 @@ class PublishIfNotWorse:
             self.network, self.publish_path, key_metric=self.metric_name, metrics={self.metric_name: metric},
             trained_on=self.trained_on, validated_on=self.validated_on, source="server training job",
             previous_value=None if self.baseline == float("-inf") else round(self.baseline, 4),
+            previous=served_record(self.served_dir, self.kind),
         )
         self.baseline = metric
         self.published += 1
