@@ -10,7 +10,7 @@ PORT ?= 8000
 # training jobs, and spinning made inference 5x slower on a busy 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run run-pacs test venv system-deps datastore clean-datastore
+.PHONY: run run-pacs test venv system-deps datastore clean-datastore reset-models
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,3 +59,7 @@ test: $(STAMP) system-deps
 
 clean-datastore:
 	rm -rf datastore/*.dcm datastore/labels datastore/.lock datastore/datastore_v2.json
+
+# Back to the weights shipped with the repository: drop what the server's retraining published.
+reset-models:
+	rm -rf apps/bonescan/model/local

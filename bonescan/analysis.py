@@ -24,7 +24,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from bonescan.calibration import decision_score, served_threshold  # noqa: F401 - decision_score is part of this API
+from bonescan.calibration import decision_score, decision_threshold  # noqa: F401 - decision_score is part of this API
 from bonescan.errors import ModelNotTrainedError
 from bonescan.measure import drop_small_lesions, measure
 from bonescan.networks import (
@@ -55,6 +55,46 @@ def pooled_input(counts: np.ndarray, factor: int = CLASSIFIER_POOL) -> np.ndarra
     return counts.reshape(views, rows // factor, factor, cols // factor, factor).sum(axis=(2, 4))
 
 
+def run_network(network: torch.nn.Module, x: np.ndarray, bf16: bool = False, channels_last: bool = True) -> torch.Tensor:
+    """float32 output of one network on one input array (a batch of one)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
+    tensor = tensor.to(next(network.parameters()).device)
+    if channels_last:
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(tensor.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return network(tensor).float()
+
+
+def classifier_input(study: Study) -> np.ndarray:
+    """What the classifier sees: the study sum-pooled to 512 x 128, normalised (as in training)."""
+    return normalise_counts(pooled_input(study.counts))
+
+
+def classifier_probability(network: torch.nn.Module, study: Study, bf16: bool = False, channels_last: bool = True) -> float:
+    """The classifier's probability of metastasis for one study: the one home of this step."""
+    logits = run_network(network, classifier_input(study), bf16, channels_last)
+    return float(torch.softmax(logits, dim=1)[0, CLASSIFIER_LABELS["metastatic"]].cpu())
+
+
+def segment_study(network: torch.nn.Module, study: Study, bf16: bool = False,
+                  channels_last: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Canonical label map (2, H, W) uint8 and lesion probability (2, H, W) float32 of one study.
+
+    The one home of "study -> network input -> probabilities -> label map": the server's infer
+    tasks, the analysis, scoring and the scripts all call it. Views missing from the file are
+    left empty, lesions smaller than MIN_LESION_PIXELS dropped.
+    """
+    logits = split_view_logits(run_network(network, normalise_counts(study.counts), bf16, channels_last))[0].cpu()
+    probabilities = torch.softmax(logits, dim=1)
+    labels = probabilities.max(dim=1).indices.to(torch.uint8).numpy()  # 8x faster than argmax here
+    lesion_probability = probabilities[:, LESION_CHANNEL].numpy()
+    for view in range(labels.shape[0]):
+        if view not in study.present_views:
+            labels[view] = 0
+            lesion_probability[view] = 0
+    return drop_small_lesions(labels), lesion_probability
+
+
 @dataclass
 class Analyser:
     classifier: torch.nn.Module
@@ -81,33 +121,16 @@ class Analyser:
             classifier = classifier.to(memory_format=torch.channels_last)
             segmenter = segmenter.to(memory_format=torch.channels_last)
         versions = {kind: record.get("version", 0) for kind, record in records.items()}
-        threshold = served_threshold(model_dir, records)
+        threshold, calibrated = decision_threshold(model_dir, DECISION_THRESHOLD)
         return cls(classifier, segmenter, bf16=resolve_bf16(bf16), channels_last=channels_last, versions=versions,
-                   threshold=DECISION_THRESHOLD if threshold is None else threshold,
-                   threshold_calibrated=threshold is not None)
-
-    def _run(self, network: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(x)[None]
-        if self.channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return network(tensor).float()
+                   threshold=threshold, threshold_calibrated=calibrated)
 
     def classify(self, study: Study) -> float:
-        logits = self._run(self.classifier, normalise_counts(pooled_input(study.counts)))
-        return float(torch.softmax(logits, dim=1)[0, CLASSIFIER_LABELS["metastatic"]])
+        return classifier_probability(self.classifier, study, self.bf16, self.channels_last)
 
     def segment(self, study: Study) -> Tuple[np.ndarray, np.ndarray]:
         """Canonical label map (2, H, W) uint8 and lesion probability (2, H, W) float32."""
-        logits = split_view_logits(self._run(self.segmenter, normalise_counts(study.counts)))[0]
-        probabilities = torch.softmax(logits, dim=1)
-        labels = probabilities.max(dim=1).indices.to(torch.uint8).numpy()  # 8x faster than argmax here
-        lesion_probability = probabilities[:, LESION_CHANNEL].numpy()
-        for view in range(labels.shape[0]):
-            if view not in study.present_views:
-                labels[view] = 0
-                lesion_probability[view] = 0
-        return drop_small_lesions(labels), lesion_probability
+        return segment_study(self.segmenter, study, self.bf16, self.channels_last)
 
     def analyse(self, study: Study) -> Tuple[np.ndarray, Dict]:
         """Label map and the ``bstbi`` result JSON for one study."""

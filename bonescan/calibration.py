@@ -28,6 +28,10 @@ from bonescan.study import Study, StudyMeta
 logger = logging.getLogger(__name__)
 
 DECISION_FILE = "decision.json"
+# The classification model's own answer (its /infer/classification "prediction"): the classifier's
+# probability at 0.5, the point its cross-entropy training makes neutral. Not the diagnosis: that is
+# decision_score against the threshold calibrated for the served weights (bstbi).
+CLASSIFIER_ONLY_THRESHOLD = 0.5
 MIN_PER_CLASS = 5  # fewer validation studies of a class: keep the default threshold
 
 
@@ -107,6 +111,14 @@ def served_threshold(model_dir, records: Dict[str, Optional[dict]]) -> Optional[
             if record.get("weights") == identity:
                 return float(record["threshold"])
     return None
+
+
+def decision_threshold(model_dir, default: float) -> Tuple[float, bool]:
+    """(threshold, calibrated) for the weights served from ``model_dir``: every caller's one source."""
+    from bonescan.versions import model_versions
+
+    threshold = served_threshold(model_dir, model_versions(model_dir))
+    return (default, False) if threshold is None else (threshold, True)
 
 
 def studies_from_pool(paths) -> Iterable[Tuple[Study, bool]]:

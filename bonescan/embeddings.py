@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bonescan.networks import CLASSIFIER_LABELS, resolve_bf16, split_view_logits
+from bonescan.networks import resolve_bf16, split_view_logits
 from bonescan.preprocess import normalise_counts
 from bonescan.study import Study
 
@@ -79,13 +79,11 @@ def capture_embedding(classifier: torch.nn.Module):
 
 def classify_with_embedding(classifier: torch.nn.Module, study: Study, bf16: Optional[bool] = None) -> Tuple[float, np.ndarray]:
     """Metastasis probability of the classifier and its embedding (float32, 512), in one pass."""
-    from bonescan.analysis import pooled_input
+    from bonescan.analysis import classifier_probability
 
-    device = _device(classifier)
     classifier.eval()
-    with capture_embedding(classifier) as captured, torch.inference_mode(), _autocast(device, bf16):
-        logits = classifier(_tensor(normalise_counts(pooled_input(study.counts)), device)).float()
-    probability = float(torch.softmax(logits, dim=1)[0, CLASSIFIER_LABELS["metastatic"]])
+    with capture_embedding(classifier) as captured:
+        probability = classifier_probability(classifier, study, resolve_bf16(bf16, _device(classifier).type))
     return probability, captured[0][0].astype(np.float32)
 
 

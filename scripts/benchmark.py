@@ -82,14 +82,10 @@ def _make_analyser(kind: str, model_dir: Path):
 
 
 def _stage_times(analyser, path: Path, scratch: Path) -> dict:
-    """One study timed stage by stage (mirrors Analyser.analyse; the sum is close to its time)."""
-    import torch
-
-    from bonescan.analysis import CLASSIFIER_LABELS, LESION_CHANNEL, pooled_input
+    """One study timed stage by stage, through the same functions Analyser.analyse calls."""
+    from bonescan.analysis import classifier_probability, segment_study
     from bonescan.io import read_study, write_labels_npz
-    from bonescan.measure import drop_small_lesions, measure
-    from bonescan.networks import split_view_logits
-    from bonescan.preprocess import normalise_counts
+    from bonescan.measure import measure
 
     clock, times = time.perf_counter, {}
 
@@ -100,20 +96,10 @@ def _stage_times(analyser, path: Path, scratch: Path) -> dict:
     t = clock()
     study = read_study(path)
     t = lap("read_study", t)
-    x_cls = normalise_counts(pooled_input(study.counts))
-    x_seg = normalise_counts(study.counts)
-    t = lap("normalise", t)
-    logits = analyser._run(analyser.classifier, x_cls)
-    float(torch.softmax(logits, dim=1)[0, CLASSIFIER_LABELS["metastatic"]])
-    t = lap("classifier", t)
-    seg = analyser._run(analyser.segmenter, x_seg)
-    t = lap("segmenter", t)
-    probabilities = torch.softmax(split_view_logits(seg)[0], dim=1)
-    labels = probabilities.max(dim=1).indices.to(torch.uint8).numpy()
-    lesion_probability = probabilities[:, LESION_CHANNEL].numpy()
-    t = lap("softmax_argmax", t)
-    labels = drop_small_lesions(labels)
-    t = lap("drop_small_lesions", t)
+    classifier_probability(analyser.classifier, study, analyser.bf16, analyser.channels_last)
+    t = lap("classifier (input, network, softmax)", t)
+    labels, lesion_probability = segment_study(analyser.segmenter, study, analyser.bf16, analyser.channels_last)
+    t = lap("segmenter (input, network, label map)", t)
     result = measure(study, labels, lesion_probability)
     t = lap("measure", t)
     json.dumps(result)

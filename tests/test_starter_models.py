@@ -110,7 +110,7 @@ def test_annotation_loop_with_the_real_client_retrains_and_serves_the_new_model(
     assert status["training_jobs"]["by_status"].get("DONE", 0) >= 4  # 2 starter + 2 retraining jobs
     for name in ("segmentation", "classification"):
         assert f"Served model {name}.safetensors:" in jobs_log  # the served model was validated first
-        kept = re.search(rf"{name}\.safetensors: \S+ [\d.]+ < [\d.]+: keeping the served model", jobs_log) is not None
+        kept = re.search(rf"{name}\.safetensors: \S+ [\d.]+ < [\d.]+ \+ [\d.]+: keeping the served model", jobs_log) is not None
         published = f"Published version {versions_before[name]['version'] + 1} of {name}.safetensors" in jobs_log
         assert kept != published, (name, kept, published)  # one or the other, never a silent replacement
         assert versions_after[name]["version"] == versions_before[name]["version"] + (1 if published else 0)

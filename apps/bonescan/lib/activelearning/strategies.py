@@ -90,7 +90,10 @@ class Uncertainty(CachedScoreStrategy):
             for i in images
             if isinstance(infos[i].get(CLASSIFIER_KEY), dict) and not infos[i][CLASSIFIER_KEY].get("error")
         }
-        threshold = float(request.get("threshold", self.threshold))
+        # the threshold the scores were made with (calibrated for the weights that made them)
+        used = [infos[i][CLASSIFIER_KEY].get("threshold") for i in probabilities]
+        used = [t for t in used if t is not None]
+        threshold = float(request.get("threshold", max(set(used), key=used.count) if used else self.threshold))
         ranked = rank_uncertain(probabilities, threshold)
         if not ranked:
             return self._fallback(request, datastore, "no classifier scores yet (run /scoring/classifier_scores after training)")

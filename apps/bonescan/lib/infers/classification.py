@@ -1,24 +1,26 @@
-"""Case-level answer: probability that the study shows bone metastases."""
+"""Case-level answer of the classifier alone: probability that the study shows bone metastases.
+
+The diagnosis a physician should read is ``bstbi``'s (classifier and segmentation together, with
+the threshold calibrated for the served weights, ``bonescan.calibration``). This task answers the
+classifier's own probability, and its ``prediction`` at CLASSIFIER_ONLY_THRESHOLD, for clients that
+show a classification model (Slicer, OHIF).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
-from bonescan.analysis import CLASSIFIER_POOL
+from bonescan.analysis import classifier_probability
+from bonescan.calibration import CLASSIFIER_ONLY_THRESHOLD
 from bonescan.networks import CLASSIFIER_LABELS
-from bonescan.transforms import SumPoold
 from lib.infers.base import BoneScanInferTask
-from lib.transforms import LoadBoneScand, NormaliseCountsd
-from lib.transforms import STUDY_KEY
-
-DECISION_THRESHOLD = 0.5
+from lib.transforms import STUDY_KEY, LoadBoneScand
 
 
 class ClassificationInfer(BoneScanInferTask):
-    def __init__(self, path, network, threshold: float = DECISION_THRESHOLD, **kwargs):
+    def __init__(self, path, network, **kwargs):
         super().__init__(
             path=path,
             network=network,
@@ -28,24 +30,25 @@ class ClassificationInfer(BoneScanInferTask):
             description="ResNet34 on both views: probability of bone metastasis",
             **kwargs,
         )
-        self.threshold = threshold
 
     def pre_transforms(self, data=None):
-        # the classifier sees the study sum-pooled to 512 x 128, as in training
-        return [LoadBoneScand(keys="image"), SumPoold(keys="image", factor=CLASSIFIER_POOL), NormaliseCountsd(keys="image")]
+        return [LoadBoneScand(keys="image")]
+
+    def run_inferer(self, data: Dict[str, Any], convert_to_batch=True, device="cpu"):
+        data["probability"] = classifier_probability(self._get_network(device, data), data[STUDY_KEY])
+        return data
 
     def post_transforms(self, data=None):
         return []
 
     def writer(self, data: Dict[str, Any], extension=None, dtype=None) -> Tuple[None, Dict[str, Any]]:
-        logits = torch.as_tensor(data[self.output_label_key]).float()
-        probability = float(torch.softmax(logits, dim=0)[CLASSIFIER_LABELS["metastatic"]])
-        metastatic = probability >= self.threshold
-        study = data[STUDY_KEY]
+        probability = data["probability"]
+        metastatic = probability >= CLASSIFIER_ONLY_THRESHOLD
         return None, {
             "metastasis_probability": probability,
             "metastatic": metastatic,
             "prediction": "metastatic" if metastatic else "normal",
-            "threshold": self.threshold,
-            "missing_views": list(study.meta.missing_views),
+            "threshold": CLASSIFIER_ONLY_THRESHOLD,
+            "note": "the classifier alone; the diagnosis is bstbi's (both networks, calibrated threshold)",
+            "missing_views": list(data[STUDY_KEY].meta.missing_views),
         }

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 import numpy as np
-import torch
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
+from bonescan.analysis import segment_study
 from bonescan.io import write_labels_nifti
-from bonescan.measure import drop_small_lesions
-from bonescan.networks import SEGMENTATION_LABELS, split_view_logits
+from bonescan.networks import SEGMENTATION_LABELS
 from lib.infers.base import BoneScanInferTask, result_path
-from lib.transforms import LoadBoneScand, NormaliseCountsd
-from lib.transforms import STUDY_KEY
+from lib.transforms import STUDY_KEY, LoadBoneScand
 
 
 class SegmentationInfer(BoneScanInferTask):
@@ -24,23 +22,22 @@ class SegmentationInfer(BoneScanInferTask):
             type=InferType.SEGMENTATION,
             labels=SEGMENTATION_LABELS,
             dimension=2,
-            description="U-Net (ResNet34 encoder): metastatic lesions, bladder and bone on both views",
+            description="U-Net (ResNet10 encoder): metastatic lesions, bladder and bone on both views",
             **kwargs,
         )
 
     def pre_transforms(self, data=None):
-        return [LoadBoneScand(keys="image"), NormaliseCountsd(keys="image")]
+        return [LoadBoneScand(keys="image")]
+
+    def run_inferer(self, data: Dict[str, Any], convert_to_batch=True, device="cpu"):
+        data["pred"], _ = segment_study(self._get_network(device, data), data[STUDY_KEY])
+        return data
 
     def post_transforms(self, data=None):
         return []
 
     def writer(self, data: Dict[str, Any], extension=None, dtype=None) -> Tuple[str, Dict[str, Any]]:
-        logits = torch.as_tensor(data[self.output_label_key]).float()[None]
-        labels = drop_small_lesions(split_view_logits(logits)[0].argmax(dim=1).to(torch.uint8).numpy())
-        study = data[STUDY_KEY]
-        for index in range(labels.shape[0]):
-            if index not in study.present_views:
-                labels[index] = 0
+        labels, study = data["pred"], data[STUDY_KEY]
         output = result_path(".nii.gz")
         write_labels_nifti(output, labels, study.meta)
         counts = {name: int(np.sum(labels == value)) for name, value in SEGMENTATION_LABELS.items()}

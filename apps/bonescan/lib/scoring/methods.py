@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network
+from bonescan.calibration import decision_threshold
 from bonescan.embeddings import MC_DROPOUT, MC_PASSES, MC_TOP_PIXELS, case_scores, mc_dropout_uncertainty
 from bonescan.errors import BoneScanInputError
 from bonescan.io import read_study
@@ -64,7 +65,7 @@ def _weights_unusable(job: str, error: Exception) -> Dict:
 class ClassifierScoring(ScoringMethod):
     """Case decision score, classifier probability and embedding of every study (one pass each)."""
 
-    def __init__(self, model_dir, cache_fallback_dir=None, threshold: float = DECISION_THRESHOLD):
+    def __init__(self, model_dir, cache_fallback_dir=None, threshold: Optional[float] = None):
         super().__init__(
             "Metastasis probability (case decision score), classifier probability and classifier embedding "
             "of every study, for the 'uncertainty' and 'diversity' strategies"
@@ -103,9 +104,11 @@ class ClassifierScoring(ScoringMethod):
                 segmenter = _channels_last(load_network("segmentation", self.model_dir)) if segmentation_stamp else None
             except WeightsError as error:
                 return _weights_unusable("classifier_scores", error)
-            analyser = Analyser(classifier, segmenter, threshold=self.threshold)
+            # the threshold calibrated for the served weights (the strategies rank against it)
+            threshold = self.threshold if self.threshold is not None else decision_threshold(self.model_dir, DECISION_THRESHOLD)[0]
+            analyser = Analyser(classifier, segmenter, threshold=threshold)
             for image_id in todo:
-                entry = {"model": stamp, "ts": int(time.time()), "threshold": self.threshold}
+                entry = {"model": stamp, "ts": int(time.time()), "threshold": threshold}
                 try:
                     scores = case_scores(analyser, read_study(datastore.get_image_uri(image_id)))
                     vectors[image_id] = scores.pop("embedding")

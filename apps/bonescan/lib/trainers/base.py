@@ -31,6 +31,14 @@ logger = logging.getLogger(__name__)
 
 POOL_SEED = 70_000
 VAL_POOL_SEED = 570_000
+VALIDATION_PHANTOMS = 60  # the smallest validation pool that decides (default when a request names none)
+
+
+def held_out_for_validation(image: str) -> bool:
+    """One labelled study in five, the same ones in every round (a stable hash of the file name)."""
+    import zlib
+
+    return zlib.crc32(os.path.basename(image).encode()) % 5 == 0
 
 
 def bf16_iteration(engine, batchdata):
@@ -150,10 +158,23 @@ class BoneScanTrainTask(BasicTrainTask):
         return [{"image": str(p), "label": str(p), "metastatic": None, "has_label_map": True} for p in paths]
 
     def partition_datalist(self, context: Context, shuffle=False):
-        n_val = int(context.request.get("val_phantoms", 0))
-        if n_val > 0:
-            return context.datalist, self._pool_items(n_val, VAL_POOL_SEED, "val")
-        return super().partition_datalist(context, shuffle=True)
+        """A fixed validation pool large enough to decide: phantoms of their own seeds plus the labelled
+        studies held out for good (one in five, chosen by a hash of the id, so every round holds out the same).
+
+        A 4-study split of the datastore swung the key metric by more than the differences it decided
+        between (issue 10); publish-if-better, early stopping and the threshold all use this pool.
+        """
+        n_val = int(context.request.get("val_phantoms", VALIDATION_PHANTOMS))
+        train, held_out = [], []
+        for item in context.datalist:
+            from_pool = str(item["image"]).endswith(".npz")
+            (held_out if not from_pool and held_out_for_validation(str(item["image"])) else train).append(item)
+        val = held_out + self._pool_items(n_val, VAL_POOL_SEED, "val")
+        if len(val) < VALIDATION_PHANTOMS:
+            logger.warning(f"Validating on {len(val)} studies only (fewer than {VALIDATION_PHANTOMS}): "
+                           "publish-if-better and the threshold may follow noise")
+        logger.info(f"Validation: {len(held_out)} held-out labelled studies + {len(val) - len(held_out)} phantoms")
+        return train, val
 
     def train_data_loader(self, context, num_workers=0, shuffle=True):
         return super().train_data_loader(context, num_workers=int(context.request.get("workers", 1)), shuffle=shuffle)

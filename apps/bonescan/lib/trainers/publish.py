@@ -16,6 +16,10 @@ from bonescan.versions import publish_weights, served_record
 
 logger = logging.getLogger(__name__)
 
+# The smallest gain of the key metric (Dice or AUC, on >= 60 validation studies) that counts as better:
+# below it the difference is within what re-drawing the validation set changes.
+MIN_IMPROVEMENT = 0.01
+
 
 class PublishIfNotWorse:
     def __init__(self, publish_path: str, metric_name: str, network, trained_on: int, validated_on: int, served_dir: str,
@@ -48,8 +52,8 @@ class PublishIfNotWorse:
             return
         metric = float(evaluator.state.metrics.get(self.metric_name, float("-inf")))
         name = os.path.basename(self.publish_path)
-        if metric < self.baseline:
-            logger.info(f"{name}: {self.metric_name} {metric:.4f} < {self.baseline:.4f}: keeping the served model")
+        if metric < self.baseline + (MIN_IMPROVEMENT if self.baseline > float("-inf") else 0.0):
+            logger.info(f"{name}: {self.metric_name} {metric:.4f} < {self.baseline:.4f} + {MIN_IMPROVEMENT}: keeping the served model")
             return
         record = publish_weights(
             self.network, self.publish_path, key_metric=self.metric_name, metrics={self.metric_name: metric},
