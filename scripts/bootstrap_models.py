@@ -32,9 +32,20 @@ def main(argv=None) -> int:
         "--minutes", str(args.minutes), "--model-dir", str(args.model_dir), "--work-dir", str(args.work_dir),
         "--n-train", str(args.phantoms), "--n-val", "24", "--val-every", "50",
     ]
-    if args.datastore and args.datastore.exists() and any(args.datastore.glob("labels/final/*")):
+    if args.datastore and args.datastore.exists() and any(args.datastore.glob("labels/final/*.nii*")):
         forwarded += ["--datastore", str(args.datastore)]
-    return train.main(forwarded)
+    before = published(args.model_dir)
+    code = train.main(forwarded)
+    if code == 0 and published(args.model_dir) == before:
+        print(f"bootstrap: no weights were saved to {args.model_dir} (validation never improved or no time to "
+              "validate); give more --minutes", file=sys.stderr)
+        return 1
+    return code
+
+
+def published(model_dir: Path) -> dict:
+    """Modification time of each weights file in ``model_dir``: a run that saved nothing leaves them as they were."""
+    return {p.name: p.stat().st_mtime_ns for p in Path(model_dir).glob("*.pt")} if Path(model_dir).exists() else {}
 
 
 if __name__ == "__main__":

@@ -36,12 +36,14 @@ from bonescan.versions import model_versions
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
 from lib.datastore import BoneScanDatastore, SavedLabelCounter
+from lib.lifetime import end_with_parent
 from lib.infers import BstbiInfer, ModelNotTrainedError
 from lib.infers.batch import BoneScanBatchInfer
 
 logger = logging.getLogger(__name__)
 
 monailabel_workarounds.apply()
+end_with_parent()  # in a job subprocess: end when the server ends (even on SIGKILL)
 
 MODEL_CONFIGS = {"classification": Classification, "segmentation": Segmentation}
 # Starter training: share of the time, phantoms added to the demo labels, validation phantoms.
@@ -180,6 +182,9 @@ class BoneScanApp(MONAILabelApp):
         from lib.endpoints import register
 
         register(api, self)
+        from lib.security import secure
+
+        secure(api, self)  # stock routes checked, same-origin, Host allow-list, token; refuses an open bind
         try:  # the OHIF viewer at /viewer/ (answers 404 with what to do when var/ohif is missing)
             from lib.viewer import register_viewer
 
@@ -279,8 +284,13 @@ class BoneScanApp(MONAILabelApp):
 
     def infer(self, request, datastore=None):
         """MONAI Label's infer, with clear HTTP answers for bad studies (422) and untrained models (503)."""
+        from lib.identifiers import infer_request, save_result_label
+
         try:
-            result = super().infer(request, datastore)
+            datastore = datastore or self.datastore()
+            resolved, save_tag = infer_request(request, datastore)  # datastore ids only, never server paths
+            result = super().infer(resolved, datastore)
+            result = save_result_label(datastore, request.get("image"), request.get("model"), result, save_tag)
             if request.get("output") == "dicom_seg":
                 result = self.store_result_in_pacs(request, result)
             return result

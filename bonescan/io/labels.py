@@ -66,6 +66,8 @@ def read_labels_nifti(path, meta: StudyMeta) -> np.ndarray:
     if data.shape != (columns, rows, frames):
         raise BoneScanInputError(path, f"label shape {data.shape} does not match the image ({columns}, {rows}, {frames})",
                                  "save the label on the same image it was drawn on")
-    if not np.all(np.isfinite(data)) or data.min() < 0 or data.max() > 255:
-        raise BoneScanInputError(path, "label values must be whole numbers 0-255", "save a label map, not an image")
-    return stored_to_canonical(np.rint(data).astype(np.uint8).transpose(2, 1, 0), meta)
+    # Never rounded: a map of 0.4 once replaced a real label with an empty one.
+    if not np.all(np.isfinite(data)) or data.min() < 0 or data.max() > 255 or np.any(data != np.floor(data)):
+        raise BoneScanInputError(path, "label values must be whole numbers 0-255 (found fractions, NaN or out of range)",
+                                 "save a label map (integer classes), not an image or a probability map")
+    return stored_to_canonical(data.astype(np.uint8).transpose(2, 1, 0), meta)

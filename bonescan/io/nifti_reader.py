@@ -9,6 +9,8 @@ the stored posterior is already mirrored into the anterior orientation), as in S
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import pathlib
 
@@ -42,8 +44,39 @@ def _sidecar(path) -> dict:
                                  'write e.g. {"frame_views": ["posterior", "anterior"]}') from None
 
 
+# A whole-body study is 256 x 1024 x 2 (0.5 M voxels); larger matrices are resampled. The header is
+# checked against these before anything is decoded: a 2 MB gzip label claiming 32767 x 32767 x 2
+# voxels once took 5 GB and froze the server for 20 s.
+MAX_VOXELS = 8 * 1024 * 1024
+MAX_HEADER_BYTES = 1024 * 1024  # header + extensions before the voxels (nibabel reads them whole)
+
+
+def check_nifti_header(path) -> None:
+    """Raise BoneScanInputError unless the NIfTI header at ``path`` announces a planar-sized image.
+
+    Reads at most 540 bytes (gzip too); nibabel then decompresses only the announced voxels.
+    """
+    try:
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(str(path), "rb") as handle:
+            raw = handle.read(540)
+        size_le, size_be = int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")
+        header_class = nib.Nifti2Header if 540 in (size_le, size_be) else nib.Nifti1Header
+        header = header_class.from_fileobj(io.BytesIO(raw), check=False)
+        shape, offset = tuple(int(n) for n in header.get_data_shape()), float(header["vox_offset"])
+    except Exception as exc:  # gzip, struct and nibabel errors of damaged files
+        raise BoneScanInputError(path, f"not a readable NIfTI header ({type(exc).__name__}: {exc})",
+                                 "the file may be truncated; convert or copy it again") from None
+    voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if voxels > MAX_VOXELS or offset > MAX_HEADER_BYTES:
+        raise BoneScanInputError(path, f"NIfTI header announces {shape} voxels ({voxels:,}) at offset {offset:.0f}, "
+                                 f"more than a bone scan ({MAX_VOXELS:,} voxels at most)",
+                                 "expected (columns, rows, frames) = (256, 1024, 2)")
+
+
 def load_nifti(path):
     """(image, data) of a NIfTI file, with every nibabel failure turned into BoneScanInputError."""
+    check_nifti_header(path)
     try:
         image = nib.load(str(path))
         data = np.asarray(image.dataobj, dtype=np.float64)

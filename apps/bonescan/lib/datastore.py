@@ -5,6 +5,11 @@ A label drawn on another study, with unknown classes or a broken file would then
 one; and a crash during the copy would leave half a file. Here a label is checked against its
 study (shape, orientation, classes) and moved into place atomically, or refused with HTTP 422
 and a message that says what is wrong, leaving what was stored untouched.
+
+Ids and tags pass ``lib.identifiers.check_id`` in every method that builds a path. The index
+(``datastore_v2.json``) is written atomically, and each label's information (case-level answer,
+annotator, drawn or not, time) is also kept beside the label (``labels/<tag>/.<id>.label.json``),
+so a damaged or missing index is rebuilt at start with nothing lost.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, Dict
 import numpy as np
 from fastapi import HTTPException
 from filelock import FileLock
-from monailabel.datastore.local import DataModel, LocalDatastore, LocalDatastoreModel
+from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore, LocalDatastoreModel
+from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.utils.others.generic import file_ext
 
 from bonescan.errors import BoneScanInputError
@@ -29,6 +35,7 @@ from bonescan.io.atomic import atomic_path
 from bonescan.labels import SEGMENTATION_LABELS
 from bonescan.study import CANONICAL_SHAPE, VIEWS
 from bonescan.training.pool import is_drawn
+from lib.identifiers import check_id, inside
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ def check_label(image_path: str, label_path: str, label_name: str) -> None:
 
 
 class BoneScanDatastore(LocalDatastore):
-    """LocalDatastore that checks labels, writes them atomically and merges concurrent writers.
+    """LocalDatastore that checks ids and labels, writes atomically and merges concurrent writers.
 
     MONAI Label runs batch inference and scoring in subprocesses with their own copy of the
     datastore, and each rewrote ``datastore_v2.json`` from memory: whatever the other process had
@@ -60,13 +67,76 @@ class BoneScanDatastore(LocalDatastore):
     label the newer wins.
     """
 
+    # --- the index: atomic writes, rebuilt with the label records when damaged or missing ------------
+    def _init_from_datastore_file(self, throw_exception=False):
+        """MONAI Label's reload, except that a damaged index is set aside instead of stopping the server."""
+        try:
+            return super()._init_from_datastore_file(throw_exception=True)
+        except ValueError as error:
+            path = self._datastore_config_path
+            aside = f"{path}.damaged-{int(time.time())}"
+            with FileLock(self._lock_file):
+                if os.path.exists(path):
+                    os.replace(path, aside)
+            logger.error(f"Datastore index {path} is damaged ({str(error).splitlines()[0]}); kept as {aside}. "
+                         "It is rebuilt from the files and the label records beside each label.")
+            self._config_ts = 0
+            self._rebuilding = True
+
+    def _reconcile_datastore(self):
+        self._restored = {"labels": 0, "without_record": 0}
+        damaged = getattr(self, "_rebuilding", False)
+        missing = not os.path.exists(self._datastore_config_path)
+        super()._reconcile_datastore()
+        if damaged or (missing and sum(self._restored.values())):
+            logger.warning(
+                f"Datastore index rebuilt: {len(self._datastore.objects)} images, {self._restored['labels']} labels "
+                f"with their records (answer, annotator, drawn, time), {self._restored['without_record']} without")
+        self._rebuilding = False
+
+    def _add_non_existing_labels(self, tag) -> int:
+        """MONAI Label's reconcile, taking each new label's information from its record beside it."""
+        before = {i: set(o.labels) for i, o in self._datastore.objects.items()}
+        added = super()._add_non_existing_labels(tag)
+        for image_id, obj in self._datastore.objects.items():
+            if tag in obj.labels and tag not in before.get(image_id, ()):
+                record = self._read_record(image_id, tag)
+                obj.labels[tag].info.update(record)
+                self._restored["labels" if record else "without_record"] += 1
+        return added
+
+    def _list_files(self, path, patterns):
+        """MONAI Label's listing without hidden files: our temporary files and label records start with a dot."""
+        return {k: v for k, v in super()._list_files(path, patterns).items() if not k.startswith(".")}
+
     def _update_datastore_file(self, lock=True):
         if not lock:
             self._merge_from_disk()
-            return super()._update_datastore_file(lock=False)
+            return self._write_index()
         with FileLock(self._lock_file):
             self._merge_from_disk()
-            return super()._update_datastore_file(lock=False)
+            return self._write_index()
+
+    def _write_index(self) -> None:
+        """Temporary file, fsync, rename: a crash leaves the old index or the new one, never half of one."""
+        self._ignore_event_config = True
+        data = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+        _write_durably(self._datastore_config_path, data)
+        self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+    def _record_path(self, image_id: str, tag: str) -> str:
+        return inside(self._datastore.label_path(tag), f".{image_id}.label.json", "label record")
+
+    def _read_record(self, image_id: str, tag: str) -> Dict[str, Any]:
+        try:
+            with open(self._record_path(image_id, tag)) as handle:
+                record = json.load(handle)
+            return record if isinstance(record, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _write_record(self, image_id: str, tag: str, info: Dict[str, Any]) -> None:
+        _write_durably(self._record_path(image_id, tag), json.dumps(info, indent=1, default=str))
 
     def _merge_from_disk(self) -> None:
         path = self._datastore_config_path
@@ -92,11 +162,82 @@ class BoneScanDatastore(LocalDatastore):
                 if os.path.exists(label_file) and (mine is None or label.info.get("ts", 0) > mine.info.get("ts", 0)):
                     ours.labels[tag] = label
 
-    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
-        obj = self._datastore.objects.get(image_id)
+    # --- every method that turns an id or a tag into a path checks it first ---------------------------
+    def _object(self, image_id: str) -> ImageLabelModel:
+        obj = self._datastore.objects.get(check_id(image_id))
         if not obj:
             raise HTTPException(404, f"image '{image_id}' is not in the datastore")
+        return obj
+
+    def get_image_uri(self, image_id: str) -> str:
+        obj = self._datastore.objects.get(check_id(image_id))
+        if obj:
+            inside(self._datastore.image_path(), self._filename(image_id, obj.image.ext), "image id")
+        return super().get_image_uri(image_id)
+
+    def get_image_info(self, image_id: str) -> Dict[str, Any]:
+        return super().get_image_info(check_id(image_id))
+
+    def get_label_uri(self, label_id: str, label_tag: str) -> str:
+        label = self._datastore.label(check_id(label_id, "label id"), check_id(label_tag, "label tag"))
+        if label:
+            inside(self._datastore.label_path(label_tag), self._filename(label_id, label.ext), "label id")
+        return super().get_label_uri(label_id, label_tag)
+
+    def get_label_info(self, label_id: str, label_tag: str) -> Dict[str, Any]:
+        return super().get_label_info(check_id(label_id, "label id"), check_id(label_tag, "label tag"))
+
+    def update_image_info(self, image_id: str, info: Dict[str, Any]) -> None:
+        self._object(image_id)
+        return super().update_image_info(image_id, info)
+
+    def update_label_info(self, label_id: str, label_tag: str, info: Dict[str, Any]) -> None:
+        label = self._object(label_id).labels.get(check_id(label_tag, "label tag"))
+        if label is None:
+            raise HTTPException(404, f"image '{label_id}' has no label tagged '{label_tag}'")
+        with FileLock(self._lock_file):
+            label.info.update(info)
+            self._write_record(label_id, label_tag, label.info)
+            self._update_datastore_file(lock=False)
+
+    def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
+        """A new study: its id checked, an extension the store lists, never over an existing study."""
+        name_id, ext = self._to_id(os.path.basename(image_filename))
+        image_id = check_id(image_id or name_id)
+        allowed = [e.replace("*", "") for e in self._extensions]
+        if ext not in allowed:
+            raise HTTPException(422, f"image '{image_id}': file type '{ext}' is not one of {allowed}")
+        if image_id in self._datastore.objects:
+            raise HTTPException(409, f"image '{image_id}' is already in the datastore; remove it first to replace it")
+        dest = inside(self._datastore.image_path(), self._filename(image_id, ext), "image id")
+        with FileLock(self._lock_file):
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(image_filename, tmp)
+            info = {**(image_info or {}), "ts": int(time.time()), "name": os.path.basename(dest)}
+            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=ext))
+            self._update_datastore_file(lock=False)
+        logger.info(f"Added image {image_id} ({os.path.basename(dest)})")
+        return image_id
+
+    def remove_image(self, image_id: str) -> None:
+        self._object(image_id)
+        return super().remove_image(image_id)
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        if check_id(label_tag, "label tag") not in self._object(label_id).labels:
+            raise HTTPException(404, f"image '{label_id}' has no label tagged '{label_tag}'")
+        super().remove_label(label_id, label_tag)
+        record = self._record_path(label_id, label_tag)
+        if os.path.exists(record):
+            os.unlink(record)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        obj = self._object(image_id)
+        check_id(label_tag, "label tag")
         label_info = dict(label_info or {})
+        if label_tag == DefaultLabelTag.FINAL.value and "model" in label_info:
+            raise HTTPException(409, f"image '{image_id}': model output is never saved as the final label "
+                                     "(a physician's label); save it with label_tag 'original'")
         if "metastatic" in label_info and not isinstance(label_info["metastatic"], bool):
             raise HTTPException(422, f"label info 'metastatic' must be true or false, got {label_info['metastatic']!r}")
         check_label(self.get_image_uri(image_id), label_filename, f"label for image '{image_id}'")
@@ -104,18 +245,14 @@ class BoneScanDatastore(LocalDatastore):
         label_ext = ".nii.gz" if label_filename.endswith(".nii.gz") else file_ext(label_filename)
         label_dir = self._datastore.label_path(label_tag)
         name = self._filename(image_id, label_ext)
+        dest = inside(label_dir, name, "label id")
         with FileLock(self._lock_file):
             os.makedirs(label_dir, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(dir=label_dir, prefix=".incoming-", suffix=label_ext)
-            os.close(handle)
-            try:
+            with atomic_path(dest) as tmp:  # readers see the old or the new label
                 shutil.copyfile(label_filename, tmp)
-                os.replace(tmp, os.path.join(label_dir, name))  # atomic: readers see the old or the new label
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             label_info["ts"] = int(time.time())
             label_info["name"] = name
+            self._write_record(image_id, label_tag, label_info)
             obj.labels[label_tag] = DataModel(info=label_info, ext=label_ext)
             self._update_datastore_file(lock=False)
         logger.info(f"Saved label {label_tag}/{name} for {image_id}: {label_info}")
@@ -143,6 +280,20 @@ class BoneScanDatastore(LocalDatastore):
             empty = write_labels_nifti(os.path.join(folder, "label.nii.gz"), np.zeros((len(VIEWS), *CANONICAL_SHAPE), np.uint8), meta)
             self.save_label(image_id, str(empty), tag, {**answer, "drawn": False})
         return {"image": image_id, "tag": tag, "drawn": False, **answer}
+
+
+def _write_durably(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, rename it over ``path``, fsync the folder."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class SavedLabelCounter:

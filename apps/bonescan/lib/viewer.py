@@ -24,6 +24,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
+from urllib.parse import unquote
 
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -43,6 +44,35 @@ MISSING = "OHIF viewer not fetched: run `bash scripts/fetch_ohif.sh` (make run-p
 # Request/response headers that must not be copied through a proxy.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length", "content-encoding", "accept-encoding"}
+
+# Never sent on to the PACS: our login cookie and API token.
+PRIVATE_HEADERS = {"cookie", "authorization"}
+
+# The DICOMweb resources the viewer uses (QIDO-RS, WADO-RS, STOW-RS), nothing else of the PACS's
+# API: `/bonescan/dicom-web/..%2F..%2Ftools/shutdown` once reached Orthanc's whole REST API.
+_UID = r"[0-9]+(?:\.[0-9]+)*"
+_VIEWS = r"/(?:metadata|rendered|thumbnail)"
+_TAIL = rf"(?:{_VIEWS})?"
+_INSTANCE = rf"/instances/{_UID}(?:/frames/[0-9]+(?:,[0-9]+)*(?:/rendered|/thumbnail)?|/bulk(?:data)?(?:/[0-9A-Fa-f]+)*|{_VIEWS})?"
+DICOMWEB_READ = re.compile(
+    rf"(?:studies|series|instances)|studies/{_UID}(?:{_TAIL}|/instances|/series(?:/{_UID}(?:{_TAIL}|/instances|{_INSTANCE})?)?)?")
+DICOMWEB_STORE = re.compile(rf"studies(?:/{_UID})?")  # STOW-RS
+
+
+def dicomweb_path(raw: str, method: str) -> str:
+    """The DICOMweb path of a proxy request, decoded until stable, or HTTP 403 if it is anything else."""
+    path = raw
+    for _ in range(4):  # %252F -> %2F -> /
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    pattern = DICOMWEB_STORE if method == "POST" else DICOMWEB_READ
+    if "%" in path or "\\" in path or not pattern.fullmatch(path.strip("/")) or len(path) > 1024:
+        raise HTTPException(403, f"only DICOMweb requests (QIDO-RS, WADO-RS, STOW-RS on studies/series/instances) "
+                                 f"are forwarded to the PACS, not {method} {raw[:200]!r}")
+    return path.strip("/")
+
 
 mimetypes.add_type("application/javascript", ".js")
 mimetypes.add_type("application/javascript", ".mjs")
@@ -134,7 +164,8 @@ def register_viewer(api: FastAPI, app: "BoneScanApp") -> None:
     async def dicomweb_proxy(path: str, request: Request):
         if dicomweb is None:
             raise HTTPException(404, "the viewer needs a DICOMweb study store (start with --studies http://.../dicom-web)")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "cookie"}
+        path = dicomweb_path(path, request.method)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | PRIVATE_HEADERS}
         headers["accept-encoding"] = "identity"
         upstream = client.build_request(request.method, f"{dicomweb}/{path}", params=request.query_params,
                                         headers=headers, content=await request.body() if request.method == "POST" else None)
