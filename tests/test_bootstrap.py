@@ -18,7 +18,8 @@ def test_exit_code_says_when_nothing_was_saved(tmp_path, monkeypatch):
     assert bootstrap_models.main(["--minutes", "0.01", "--model-dir", str(model_dir), "--datastore", str(tmp_path)]) == 1
 
     def publishes(argv):
-        (model_dir / "segmentation.pt").write_bytes(b"weights")
+        for name in ("segmentation.pt", "segmentation.safetensors"):  # either weights format
+            (model_dir / name).write_bytes(b"weights")
         return 0
 
     monkeypatch.setattr(bootstrap_models.train, "main", publishes)
