@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train starter models without a server, e.g. before a batch job on a fresh install.
 
-    python scripts/bootstrap_models.py --minutes 20 [--model-dir apps/bonescan/model] [--datastore datastore]
+    python scripts/bootstrap_models.py --minutes 20 [--model-dir apps/bonescan/model/local] [--datastore datastore]
 
 The same recipe as the server's starter training jobs (a short run on the labelled demo studies
 plus freshly generated phantoms, 65 % of the time for segmentation, 35 % for classification),
@@ -23,7 +23,8 @@ import train  # noqa: E402  (the long-run script; bootstrap is the same recipe w
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "apps" / "bonescan" / "model")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "apps" / "bonescan" / "model" / "local",
+                        help="where weights are published (default: the git-ignored local layer; never the shipped files)")
     parser.add_argument("--datastore", type=Path, default=REPO / "datastore")
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "bootstrap")
     parser.add_argument("--phantoms", type=int, default=160)
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
 
 def published(model_dir: Path) -> dict:
     """Modification time of each weights file in ``model_dir``: a run that saved nothing leaves them as they were."""
-    return {p.name: p.stat().st_mtime_ns for p in Path(model_dir).glob("*.pt")} if Path(model_dir).exists() else {}
+    return {p.name: p.stat().st_mtime_ns for p in Path(model_dir).glob("*.safetensors")} if Path(model_dir).exists() else {}
 
 
 if __name__ == "__main__":

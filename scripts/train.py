@@ -6,8 +6,10 @@
     python scripts/train.py --minutes 600 --n-train 2000       # bigger phantom pool
 
 Resumable: run the same command again and it continues from the last checkpoint in
---work-dir (delete that folder to start over). Weights are published to --model-dir only when
-validation did not get worse; the server picks them up at its next inference. Validation
+--work-dir (delete that folder to start over); without a checkpoint it starts from the weights
+served from --start-from (the shipped ones, or the local layer's). Weights are published to
+--model-dir (default: the git-ignored local layer) only when validation did not get worse; the
+server picks them up at its next inference. Validation
 curves: <work-dir>/<model>_curve.png and <model>_history.json. Uses a GPU when there is one.
 """
 
@@ -34,7 +36,11 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="total time budget")
     parser.add_argument("--segmentation-share", type=float, default=0.65, help="share of the time for segmentation")
     parser.add_argument("--max-iterations", type=int, default=None)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "apps" / "bonescan" / "model")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "apps" / "bonescan" / "model" / "local",
+                        help="where weights are published (default: the server's git-ignored local layer, which "
+                             "serves before the shipped weights; ship with scripts/ship_models.py)")
+    parser.add_argument("--start-from", type=Path, default=REPO / "apps" / "bonescan" / "model",
+                        help="model folder whose served weights a new run starts from (default: the server's)")
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "train")
     parser.add_argument("--pool-dir", type=Path, default=REPO / "var" / "phantom_pool")
     parser.add_argument("--n-train", type=int, default=600, help="phantom studies for training")
@@ -76,7 +82,7 @@ def main(argv=None) -> int:
         batch = args.batch_size or (4 if kind == "segmentation" else 16)
         config = RunConfig(kind=kind, model_dir=args.model_dir, work_dir=args.work_dir, minutes=minutes,
                            max_iterations=args.max_iterations, batch_size=batch, val_every=args.val_every,
-                           patience=args.patience, bf16=args.bf16, seed=args.seed)
+                           patience=args.patience, bf16=args.bf16, seed=args.seed, start_dir=args.start_from)
         # Case-level answers without drawing teach the classifier only.
         examples = [e for e in train_examples if kind != "segmentation" or e.get("has_label_map", True)]
         summary = train(config, examples, val_examples)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +59,8 @@ def test_tiny_run_publishes_and_resumes(tmp_path):
     import train
 
     common = ["--model", "segmentation", "--n-train", "3", "--n-superscan", "1", "--n-val", "2", "--val-every", "1", "--batch-size", "2",
-              "--pool-dir", str(tmp_path / "pool"), "--work-dir", str(tmp_path / "work"), "--model-dir", str(tmp_path / "model")]
+              "--pool-dir", str(tmp_path / "pool"), "--work-dir", str(tmp_path / "work"), "--model-dir", str(tmp_path / "model"),
+              "--start-from", str(tmp_path / "model")]
     assert train.main(common + ["--max-iterations", "1"]) == 0
     assert (tmp_path / "model" / "segmentation.safetensors").exists()
     record = json.loads((tmp_path / "model" / "segmentation.json").read_text())
@@ -127,3 +130,22 @@ def test_appearance_randomisation_changes_tissue_gains_smoothly_and_keeps_lesion
     weaker.set_random_state(0)
     fainter = weaker({"image": image, "label": label})["image"][0, 32, 32]
     assert 170.0 <= fainter <= 180.0  # about 0.85 x 200 at the centre of a 4-pixel lesion: still above bone
+
+
+def test_a_new_run_starts_from_the_served_weights_and_never_writes_over_them(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train
+
+    from tests.conftest import publish_untrained_weights
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    publish_untrained_weights(shipped)
+    before = (shipped / "segmentation.safetensors").read_bytes()
+    assert train.main(["--model", "segmentation", "--n-train", "2", "--n-superscan", "0", "--n-val", "2", "--val-every", "1",
+                       "--batch-size", "2", "--max-iterations", "1", "--pool-dir", str(tmp_path / "pool"),
+                       "--work-dir", str(tmp_path / "work"), "--model-dir", str(shipped / "local"),
+                       "--start-from", str(shipped)]) == 0
+    record = json.loads((shipped / "local" / "segmentation.json").read_text())
+    assert record["started_from"].startswith(str(shipped / "segmentation.safetensors"))
+    assert (shipped / "segmentation.safetensors").read_bytes() == before  # the shipped file is untouched

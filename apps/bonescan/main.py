@@ -32,7 +32,7 @@ from monailabel.tasks.activelearning.random import Random
 from bonescan import BoneScanInputError, monailabel_workarounds
 from bonescan.labels import SEGMENTATION_LABELS
 from bonescan.training.pool import is_drawn
-from bonescan.versions import model_versions
+from bonescan.versions import model_versions, weights_problems
 from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
 from lib.datastore import BoneScanDatastore, SavedLabelCounter
@@ -48,8 +48,8 @@ end_with_parent()  # in a job subprocess: end when the server ends (even on SIGK
 MODEL_CONFIGS = {"classification": Classification, "segmentation": Segmentation}
 # Starter training: share of the time, phantoms added to the demo labels, validation phantoms.
 STARTER_PLAN = {
-    "segmentation": {"share": 0.65, "val_phantoms": 12, "train_batch_size": 4},
-    "classification": {"share": 0.35, "val_phantoms": 24, "train_batch_size": 16},
+    "segmentation": {"share": 0.65, "val_phantoms": 60, "train_batch_size": 4},
+    "classification": {"share": 0.35, "val_phantoms": 60, "train_batch_size": 16},
 }
 
 
@@ -159,13 +159,17 @@ class BoneScanApp(MONAILabelApp):
     def untrained_models(self):
         return [name for name, task in self._infers.items() if hasattr(task, "is_trained") and not task.is_trained()]
 
+    def weights_status(self) -> Dict[str, Any]:
+        """Which weights serve each network (path, shipped or local, version) and any that cannot serve."""
+        return {"model_versions": model_versions(self.model_dir), "weights_problems": weights_problems(self.model_dir)}
+
     def info(self) -> Dict[str, Any]:
         meta = super().info()
         untrained = self.untrained_models()
         meta["bonescan"] = {
             "model_dir": self.model_dir,
             "untrained_models": untrained,
-            "model_versions": model_versions(self.model_dir),
+            **self.weights_status(),
             "status": (
                 "models not trained yet: " + ", ".join(untrained) + " (inference answers HTTP 503 until they are)"
                 if untrained
@@ -194,6 +198,8 @@ class BoneScanApp(MONAILabelApp):
         store = self.datastore()
         if hasattr(store, "upload_pending"):  # labels a previous run could not send to the PACS
             threading.Thread(target=store.upload_pending, name="bonescan-upload-at-start", daemon=True).start()
+        for kind, problem in weights_problems(self.model_dir).items():
+            logger.error(f"The {kind} model cannot serve (its infer answers HTTP 503): {problem}")
         self.train_starter_models()
 
     def labels_since_training(self) -> SavedLabelCounter:
@@ -213,7 +219,7 @@ class BoneScanApp(MONAILabelApp):
         drawn = sum(is_drawn(datastore.get_label_info(datastore.get_label_by_image_id(i, "final"), "final")) for i in final)
         every = int(self.conf.get("retrain_every", 5))
         return {
-            "model_versions": model_versions(self.model_dir),
+            **self.weights_status(),
             "untrained_models": self.untrained_models(),
             "studies": len(datastore.list_images()),
             "final_labels": {"total": len(final), "drawn": drawn, "case_level_only": len(final) - drawn},

@@ -47,6 +47,7 @@ class RunConfig:
     bf16: Optional[bool] = None  # None: bf16 only where the hardware makes it fast
     workers: int = 1
     seed: int = 0
+    start_dir: Optional[Path] = None  # whose served weights a new run starts from (default: model_dir)
     extra: Dict = field(default_factory=dict)
 
 
@@ -153,13 +154,14 @@ def publish(network: torch.nn.Module, config: RunConfig, record: Dict, trained_o
     metrics["key"] = record["key"]
     publish_weights(network, path, key_metric="key", metrics=metrics, trained_on=trained_on, validated_on=validated_on,
                     source="scripts/train.py", iteration=record["iteration"], started_from=started_from,
-                    previous=served_record(config.model_dir, config.kind))
+                    previous=served_record(config.model_dir, config.kind) or served_record(config.start_dir or config.model_dir,
+                                                                                          config.kind))
     return path
 
 
 def _initial_weights(network, config: RunConfig) -> str:
     """Start from the published weights when they exist: training is incremental."""
-    record = served_record(config.model_dir, config.kind)
+    record = served_record(config.start_dir or config.model_dir, config.kind)
     if record is None:
         return "scratch"
     load_into(network, record["weights"], record.get("sha256"))
