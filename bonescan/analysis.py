@@ -3,28 +3,19 @@
 One object, ``Analyser``, holds both networks and is shared by the server's ``bstbi`` task,
 ``scripts/batch_infer.py`` and the benchmark, so every route gives the same answer.
 
-Case-level decision: ``metastasis_probability`` is the mean of the classifier's probability and
-the segmentation's ``lesion_evidence`` (the highest mean lesion probability of any lesion of at
-least MIN_LESION_PIXELS), and a study is called metastatic when it reaches DECISION_THRESHOLD.
-The classifier alone is specific but misses small lesions; the segmentation alone finds them but
-also calls some benign hot spots; their mean was the best rule on a tuning set of 100 phantoms
-(``scripts/evaluate.py`` rule sweep, Youden J: mean 0.699, larger of the two or segmentation
-alone 0.691, classifier alone 0.570), never chosen on the evaluation set. Each
-publication of weights chooses the threshold again on validation studies for exactly those
-weights (``bonescan.calibration``); DECISION_THRESHOLD is the fallback.
+Case-level decision: ``bonescan.decision`` (the rule and the threshold calibrated for the served weights).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-from bonescan.calibration import decision_score, decision_threshold  # noqa: F401 - decision_score is part of this API
+from bonescan.decision import DECISION_THRESHOLD, decision_score, decision_threshold
 from bonescan.errors import ModelNotTrainedError
 from bonescan.measure import drop_small_lesions, measure
 from bonescan.networks import (
@@ -39,7 +30,6 @@ from bonescan.report import write_report
 from bonescan.study import Study
 from bonescan.versions import load_served, model_versions
 
-DECISION_THRESHOLD = 0.56  # chosen on the validation phantoms (see module docstring)
 CLASSIFIER_POOL = 2  # the classifier sees 512 x 128 (see bonescan.training.recipes)
 LESION_CHANNEL = 1
 

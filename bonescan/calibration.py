@@ -1,12 +1,11 @@
-"""The decision threshold that belongs to the served weights, chosen on validation studies.
+"""Choosing the decision threshold for the served weights on validation studies.
 
-The case-level score is the mean of the classifier's probability and the segmentation's lesion
-evidence (``bonescan.analysis``). Where on that scale "metastatic" should begin depends on how
+The rule itself lives in ``bonescan.decision``. Where on that scale "metastatic" should begin depends on how
 far each network is trained: 20-minute starter models see lesions in benign hot spots, fully
 trained ones do not. So whenever training publishes weights, the threshold is chosen again on the
 validation studies (largest Youden J = sensitivity + specificity - 1) and written to
-``decision.json`` with the model versions it was chosen for. The Analyser uses it only with
-exactly those versions, otherwise the default ``DECISION_THRESHOLD``.
+``decision.json`` with the sha256 of the weights it was chosen for; it is used with exactly
+those weights only.
 
     python -m bonescan.calibration --model-dir apps/bonescan/model --pool var/phantom_pool/val
 """
@@ -18,45 +17,19 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import numpy as np
 
+from bonescan.analysis import Analyser
+from bonescan.decision import DECISION_FILE, decision_score, weights_identity, youden_threshold
 from bonescan.io.atomic import atomic_path
 from bonescan.study import Study, StudyMeta
+from bonescan.versions import model_versions
 
 logger = logging.getLogger(__name__)
 
-DECISION_FILE = "decision.json"
-# The classification model's own answer (its /infer/classification "prediction"): the classifier's
-# probability at 0.5, the point its cross-entropy training makes neutral. Not the diagnosis: that is
-# decision_score against the threshold calibrated for the served weights (bstbi).
-CLASSIFIER_ONLY_THRESHOLD = 0.5
 MIN_PER_CLASS = 5  # fewer validation studies of a class: keep the default threshold
-
-
-def decision_score(classifier_probability, lesion_evidence):
-    """``metastasis_probability``: the mean of the two networks' evidence (see bonescan.analysis).
-
-    Kept here, beside the threshold it is compared with, so that evaluation code can use the rule
-    without importing the networks (torch).
-    """
-    return 0.5 * (classifier_probability + lesion_evidence)
-
-
-def youden_threshold(scores: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
-    """The threshold with the largest sensitivity + specificity - 1 (the lower one on ties)."""
-    scores, truth = np.asarray(scores, float), np.asarray(truth, bool)
-    best = {"youden": -np.inf, "threshold": np.nan}
-    if truth.all() or not truth.any():
-        return best  # undefined with one class only
-    for threshold in np.unique(scores):
-        decision = scores >= threshold
-        sensitivity, specificity = decision[truth].mean(), (~decision[~truth]).mean()
-        if sensitivity + specificity - 1 > best["youden"]:
-            best = {"threshold": float(threshold), "youden": float(sensitivity + specificity - 1),
-                    "sensitivity": float(sensitivity), "specificity": float(specificity)}
-    return best
 
 
 def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]], output_dir=None) -> Optional[dict]:
@@ -65,9 +38,6 @@ def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]], output_dir=None)
     Written to ``output_dir`` (default: the layer of the newest served weights), with the
     sha256 of both weights files, so it is used with exactly those weights and no others.
     """
-    from bonescan.analysis import Analyser
-    from bonescan.versions import model_versions
-
     analyser = Analyser.from_model_dir(model_dir)
     records = model_versions(model_dir)
     if output_dir is None:
@@ -89,36 +59,6 @@ def calibrate(model_dir, studies: Iterable[Tuple[Study, bool]], output_dir=None)
         Path(tmp).write_text(json.dumps(record, indent=2))
     logger.info(f"Decision threshold {record['threshold']:.3f} (Youden {record['youden']:.3f}) for {record['model_versions']}")
     return record
-
-
-def weights_identity(records: Dict[str, Optional[dict]]) -> Dict[str, Optional[str]]:
-    """Which exact weights a threshold belongs to: each served file's sha256 (version if older records lack it)."""
-    return {kind: (record.get("sha256") or f"version {record.get('version', 0)}") if record else None
-            for kind, record in records.items()}
-
-
-def served_threshold(model_dir, records: Dict[str, Optional[dict]]) -> Optional[float]:
-    """The calibrated threshold if it was chosen for exactly the served weights (local layer first)."""
-    from bonescan.weights import layers
-
-    identity = weights_identity(records)
-    if None in identity.values():
-        return None
-    for folder in layers(model_dir):
-        path = Path(folder) / DECISION_FILE
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record.get("weights") == identity:
-                return float(record["threshold"])
-    return None
-
-
-def decision_threshold(model_dir, default: float) -> Tuple[float, bool]:
-    """(threshold, calibrated) for the weights served from ``model_dir``: every caller's one source."""
-    from bonescan.versions import model_versions
-
-    threshold = served_threshold(model_dir, model_versions(model_dir))
-    return (default, False) if threshold is None else (threshold, True)
 
 
 def studies_from_pool(paths) -> Iterable[Tuple[Study, bool]]:

@@ -45,14 +45,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "apps" / "bonescan"))  # the app's ``lib`` package, as MONAI Label imports it
 
-from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network, summarise  # noqa: E402
+from bonescan.analysis import Analyser, load_network, summarise  # noqa: E402
+from bonescan.decision import DECISION_THRESHOLD  # noqa: E402
 from bonescan.embeddings import case_scores, classify_with_embedding, mc_dropout_uncertainty  # noqa: E402
 from bonescan.io.atomic import atomic_path  # noqa: E402
 from bonescan.labels import BLADDER, LESION  # noqa: E402
 from bonescan.study import Study, StudyMeta  # noqa: E402
-from bonescan.training.loop import RunConfig, train  # noqa: E402
+from bonescan.training.loop import RunConfig, build_network, train  # noqa: E402
 from bonescan.training.pool import build_phantom_pool, load_examples  # noqa: E402
 from bonescan.training.recipes import pooled_dice  # noqa: E402
+from bonescan.versions import publish_weights  # noqa: E402
+from bonescan.weights import served_weights, weights_file  # noqa: E402
 from lib.activelearning.selection import pick_diverse, pick_highest, pick_uncertain  # noqa: E402
 
 STRATEGIES = ("random", "uncertainty", "epistemic", "diversity")
@@ -88,9 +91,11 @@ def train_briefly(model_dir: Path, work_dir: Path, examples: List[Dict], minutes
         )
         summary = train(config, examples, [], progress=False)
         state = torch.load(kind_work / f"{kind}_checkpoint.pt", map_location="cpu", weights_only=False)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(weights_path(model_dir, kind)) as tmp:
-            torch.save({"model": state["model"]}, tmp)
+        network = build_network(kind)
+        network.load_state_dict(state["model"])
+        publish_weights(network, weights_file(model_dir, kind), key_metric="iterations",
+                        metrics={"iterations": summary["iterations"]}, trained_on=len(examples), validated_on=0,
+                        source="scripts/simulate_active_learning.py")
         done[kind] = summary["iterations"]
     return done
 
@@ -186,10 +191,13 @@ def run_repeat(repeat: int, pool: List[Dict], test: List[Dict], strategies: List
     labelled0 = initial_set(pool, args.initial, rng)
     init_model = root / "initial" / "model"
     for kind in KINDS:
-        weights_path(init_model, kind).unlink(missing_ok=True)
+        for suffix in (".safetensors", ".json"):
+            (init_model / f"{kind}{suffix}").unlink(missing_ok=True)
         if args.start_from:  # e.g. the served models: the loop fine-tunes what physicians already use
             init_model.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(weights_path(args.start_from, kind), weights_path(init_model, kind))
+            served = served_weights(args.start_from, kind)
+            for source in (served, served.with_suffix(".json")):
+                shutil.copyfile(source, init_model / source.name)
     start = time.time()
     budget = train_briefly(init_model, root / "initial" / "work", [pool[i] for i in labelled0] + background,
                            args.minutes_per_round,

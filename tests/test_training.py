@@ -83,8 +83,9 @@ def test_crop_focus_marks_lesions_and_bladder_of_either_view():
 
 
 def test_decision_threshold_is_calibrated_for_exactly_the_served_weights(tmp_path):
-    from bonescan.analysis import DECISION_THRESHOLD, Analyser
-    from bonescan.calibration import calibrate, studies_from_pool, youden_threshold
+    from bonescan.analysis import Analyser
+    from bonescan.calibration import calibrate, studies_from_pool
+    from bonescan.decision import DECISION_THRESHOLD, youden_threshold
     from bonescan.networks import build_classifier, build_segmenter
     from bonescan.training.pool import build_phantom_pool
     from bonescan.versions import publish_weights

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bonescan.analysis import Analyser
-from bonescan.calibration import served_threshold
+from bonescan.decision import served_threshold
 from bonescan.networks import build_classifier, build_segmenter
 from bonescan.versions import load_served, model_versions, publish_weights, served_record
 from bonescan.weights import STORAGE_DTYPE, WeightsError, load_state, local_dir, save_weights, served_weights, weights_file

@@ -17,11 +17,10 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from bonescan.calibration import decision_score, youden_threshold
+from bonescan.decision import CLASSIFIER_ONLY_THRESHOLD, decision_score, youden_threshold
 from bonescan.evaluation.load import SEGMENT_CLASSES, StudyResult
 
 AGE_GROUPS = (("<50", -math.inf, 50.0), ("50-69", 50.0, 70.0), (">=70", 70.0, math.inf))
-DECISION_THRESHOLD = 0.5
 
 # decision rule -> (score field, decision field or None = score >= threshold, description)
 RULES = {
@@ -87,7 +86,7 @@ def rule_arrays(results: Sequence[StudyResult], rule: str):
     truth, decision, score = [], [], []
     for r in results:
         s = getattr(r, score_field)
-        d = getattr(r, decision_field) if decision_field else (s >= DECISION_THRESHOLD if math.isfinite(s) else None)
+        d = getattr(r, decision_field) if decision_field else (s >= CLASSIFIER_ONLY_THRESHOLD if math.isfinite(s) else None)
         if d is None:
             continue
         truth.append(r.truth_metastatic)

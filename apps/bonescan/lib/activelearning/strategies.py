@@ -31,7 +31,7 @@ import numpy as np
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.tasks.activelearning.random import Random
 
-from bonescan.analysis import DECISION_THRESHOLD
+from bonescan.decision import DECISION_THRESHOLD
 from lib.activelearning.selection import cosine_distances, pick_diverse, pick_highest, pick_uncertain, rank_uncertain
 from lib.scoring.cache import CLASSIFIER_KEY, EMBEDDINGS_FILE, EPISTEMIC_KEY, EmbeddingCache, cache_dir
 

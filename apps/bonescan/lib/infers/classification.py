@@ -1,7 +1,7 @@
 """Case-level answer of the classifier alone: probability that the study shows bone metastases.
 
 The diagnosis a physician should read is ``bstbi``'s (classifier and segmentation together, with
-the threshold calibrated for the served weights, ``bonescan.calibration``). This task answers the
+the threshold calibrated for the served weights, ``bonescan.decision``). This task answers the
 classifier's own probability, and its ``prediction`` at CLASSIFIER_ONLY_THRESHOLD, for clients that
 show a classification model (Slicer, OHIF).
 """
@@ -13,7 +13,7 @@ from typing import Any, Dict, Tuple
 from monailabel.interfaces.tasks.infer_v2 import InferType
 
 from bonescan.analysis import classifier_probability
-from bonescan.calibration import CLASSIFIER_ONLY_THRESHOLD
+from bonescan.decision import CLASSIFIER_ONLY_THRESHOLD
 from bonescan.networks import CLASSIFIER_LABELS
 from lib.infers.base import BoneScanInferTask
 from lib.transforms import STUDY_KEY, LoadBoneScand

@@ -22,8 +22,8 @@ from typing import Dict, List, Optional
 
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from bonescan.analysis import DECISION_THRESHOLD, Analyser, load_network
-from bonescan.calibration import decision_threshold
+from bonescan.analysis import Analyser, load_network
+from bonescan.decision import DECISION_THRESHOLD, decision_threshold
 from bonescan.embeddings import MC_DROPOUT, MC_PASSES, MC_TOP_PIXELS, case_scores, mc_dropout_uncertainty
 from bonescan.errors import BoneScanInputError
 from bonescan.io import read_study

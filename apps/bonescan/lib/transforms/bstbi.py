@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from monai.transforms import MapTransform
 
-from bonescan.analysis import DECISION_THRESHOLD, summarise
+from bonescan.analysis import summarise
+from bonescan.decision import DECISION_THRESHOLD
 from bonescan.transforms import STUDY_KEY
 
 
