@@ -265,9 +265,9 @@ def test_bstbi_overlay_equals_the_server_label(browser_run, stack, tmp_path):
 
 
 def test_stroke_on_posterior_changes_only_that_frame(browser_run):
-    need(browser_run, "framesAfterPaint")
+    need(browser_run, "framesBeforePaint", "framesAfterPaint")
     rows, columns = int(browser_run["dataset"].Rows), int(browser_run["dataset"].Columns)
-    before = decode(browser_run["framesAfterInfer"], rows, columns)
+    before = decode(browser_run["framesBeforePaint"], rows, columns)
     after = decode(browser_run["framesAfterPaint"], rows, columns)
     posterior = browser_run["stateAfterOpen"]["frames"]["posterior"]
     changed = np.argwhere(before != after)

@@ -93,7 +93,10 @@ async function main() {
   result.screenshotBeforeInfer = beforeInfer;
   result.screenshotAfterInfer = await shot('after-infer');
 
-  // 3. A brush stroke on the posterior view (lesion segment).
+  // 3. A brush stroke on the posterior view (lesion segment), on cleared frames: the test's
+  //    untrained networks may call a whole view lesion, where a lesion stroke would change nothing.
+  await page.evaluate(() => window.bonescan.setLabelFrames(window.bonescan.labelFrames().map(f => new Uint8Array(f.length))));
+  result.framesBeforePaint = await frames();
   await page.click('[data-tool="CircularBrush"]');
   const stroke = JSON.parse(process.env.STROKE || '[[500, 90], [500, 150]]');
   const [a, b] = await points('posterior', stroke);
