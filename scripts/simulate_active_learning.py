@@ -10,7 +10,7 @@ The phantoms' ground truth plays the physician. All strategies start from the sa
 labelled studies and the same weights (trained on them for ``--minutes-per-round``, from scratch
 or, with ``--start-from``, from given weights such as the served models); each round,
 each strategy scores the unlabelled pool with *its own* current networks, picks ``--per-round``
-studies with the selection functions the server uses (``lib.activelearning.selection``, scores
+studies with the selection functions the server uses (``bonescan.selection``, scores
 from ``bonescan.embeddings``, as the ``/scoring`` jobs compute them), trains briefly from its
 previous weights on everything it has labelled, and is evaluated on a separate test set: pooled
 lesion and bladder Dice of the served label map and case accuracy / AUC of the served decision
@@ -43,20 +43,19 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "apps" / "bonescan"))  # the app's ``lib`` package, as MONAI Label imports it
 
 from bonescan.analysis import Analyser, load_network, summarise  # noqa: E402
 from bonescan.decision import DECISION_THRESHOLD  # noqa: E402
 from bonescan.embeddings import case_scores, classify_with_embedding, mc_dropout_uncertainty  # noqa: E402
 from bonescan.io.atomic import atomic_path  # noqa: E402
 from bonescan.labels import BLADDER, LESION  # noqa: E402
+from bonescan.selection import pick_diverse, pick_highest, pick_uncertain  # noqa: E402
 from bonescan.study import Study, StudyMeta  # noqa: E402
 from bonescan.training.loop import RunConfig, build_network, train  # noqa: E402
 from bonescan.training.pool import build_phantom_pool, load_examples  # noqa: E402
 from bonescan.training.recipes import pooled_dice  # noqa: E402
 from bonescan.versions import publish_weights  # noqa: E402
 from bonescan.weights import served_weights, weights_file  # noqa: E402
-from lib.activelearning.selection import pick_diverse, pick_highest, pick_uncertain  # noqa: E402
 
 STRATEGIES = ("random", "uncertainty", "epistemic", "diversity")
 KINDS = ("segmentation", "classification")

@@ -21,7 +21,7 @@ if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))  # the app's ``lib`` package, as MONAI Label imports it
 
 from lib.activelearning import Diversity, Epistemic, Uncertainty  # noqa: E402
-from lib.activelearning.selection import cosine_distances, pick_diverse, pick_highest, pick_uncertain  # noqa: E402
+from bonescan.selection import cosine_distances, pick_diverse, pick_highest, pick_uncertain  # noqa: E402
 from lib.scoring import (  # noqa: E402
     CLASSIFIER_KEY,
     EPISTEMIC_KEY,

@@ -2,7 +2,7 @@
 
 The scores come from the background jobs of ``lib.scoring`` (``/scoring/classifier_scores``,
 ``/scoring/epistemic``). A strategy reads image info and the embedding file, chooses with the pure
-functions of ``lib.activelearning.selection`` (the ones the simulation uses) and answers in
+functions of ``bonescan.selection`` (the ones the simulation uses) and answers in
 milliseconds. When no study has a score yet (no weights, job not run yet) it falls back to
 MONAI Label's random strategy and says so in the answer (``fallback``, ``note``).
 
@@ -32,7 +32,7 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.tasks.activelearning.random import Random
 
 from bonescan.decision import DECISION_THRESHOLD
-from lib.activelearning.selection import cosine_distances, pick_diverse, pick_highest, pick_uncertain, rank_uncertain
+from bonescan.selection import cosine_distances, pick_diverse, pick_highest, pick_uncertain, rank_uncertain
 from lib.scoring.cache import CLASSIFIER_KEY, EMBEDDINGS_FILE, EPISTEMIC_KEY, EmbeddingCache, cache_dir
 
 logger = logging.getLogger(__name__)

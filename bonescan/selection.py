@@ -1,8 +1,9 @@
 """Which studies to label next, as pure functions of cached scores.
 
-The server's strategies (``lib.activelearning.strategies``) and
+The server's strategies (``apps/bonescan/lib/activelearning/strategies.py``) and
 ``scripts/simulate_active_learning.py`` both choose with these functions, so the simulation
-measures the server's behaviour. No torch, no datastore: numbers in, image ids out.
+measures the server's behaviour. They live in the library, not the app, because they need
+nothing of MONAI Label. No torch, no datastore: numbers in, image ids out.
 Every function is deterministic: ties go to the smaller image id.
 """
 
