@@ -35,6 +35,7 @@ import pydicom
 import pytest
 
 from bonescan.io import read_label_seg
+from bonescan.io.views import VIEW_BY_CODE
 from bonescan.labels import LESION
 from tests.conftest import APP_DIR, stop_server
 from tests.pacs import orthanc_fixture, start_pacs_stack
@@ -48,7 +49,6 @@ PLAYWRIGHT_VERSION = "1.65.1"
 PLAYWRIGHT_DIR = REPO / "var" / "playwright"
 PLAYWRIGHT = PLAYWRIGHT_DIR / "node_modules" / "playwright-core"
 DRIVER = REPO / "tests" / "browser" / "viewer_check.js"
-SNOMED_VIEWS = {"399321004": "anterior", "399001007": "posterior"}
 STROKE = [[500, 90], [500, 150]]  # posterior view, image (row, column): a horizontal stroke
 SAMPLES = [[r, c] for r in range(40, 1024, 48) for c in range(8, 256, 16)]
 TIMINGS = {}
@@ -167,7 +167,7 @@ def view_frames(dataset) -> dict:
     """{view: 0-based frame} from DetectorVector and the detectors' view codes."""
     detectors = dataset.DetectorInformationSequence
     vector = [int(v) for v in np.atleast_1d(dataset.DetectorVector)]
-    return {SNOMED_VIEWS[str(detectors[d - 1].ViewCodeSequence[0].CodeValue)]: k for k, d in enumerate(vector)}
+    return {VIEW_BY_CODE[str(detectors[d - 1].ViewCodeSequence[0].CodeValue)]: k for k, d in enumerate(vector)}
 
 
 def nifti_frames(path) -> np.ndarray:

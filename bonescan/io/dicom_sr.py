@@ -28,8 +28,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from bonescan.io import views as nm_views
 from bonescan.io.atomic import atomic_path
-from bonescan.io.dicom_reader import _frame_views
 from bonescan.io.dicom_seg import SEGMENT_CODES
 from bonescan.labels import BLADDER, LESION
 
@@ -51,8 +51,7 @@ CENTROID = (_private("CENTROW", "Centroid row, anterior orientation"),
             _private("CENTCOL", "Centroid column, anterior orientation"))
 NUMBER_OF_LESIONS = codes.SCT.NumberOfLesions
 AREA = codes.SCT.Area
-VIEW_CODES = {"anterior": hd.sr.CodedConcept("399321004", "SCT", "anterior projection"),
-              "posterior": hd.sr.CodedConcept("399001007", "SCT", "posterior projection")}
+VIEW_CONCEPTS = {view: hd.sr.CodedConcept(value, nm_views.SCHEME, meaning) for view, (value, meaning) in nm_views.VIEW_CODES.items()}
 
 CM2 = hd.sr.CodedConcept("cm2", "UCUM", "square centimeter")
 PERCENT = hd.sr.CodedConcept("%", "UCUM", "percent")
@@ -66,15 +65,7 @@ def _dataset(source) -> Dataset:
 
 def _view_frames(nm: Dataset) -> Dict[str, int]:
     """1-based NM frame of each view, decided as ``read_dicom`` decides it."""
-    n = int(nm.get("NumberOfFrames", 1) or 1)
-    views = _frame_views(nm, n)
-    if n == 2 and not any(views):
-        views = ["anterior", "posterior"]
-    elif n == 2 and None in views:
-        known = next(v for v in views if v)
-        views = [v or ("posterior" if known == "anterior" else "anterior") for v in views]
-    elif n == 1 and views[0] is None:
-        views = ["anterior"]
+    views, _, _ = nm_views.frame_views(nm, int(nm.get("NumberOfFrames", 1) or 1))
     return {v: i + 1 for i, v in enumerate(views) if v}
 
 
@@ -106,8 +97,8 @@ def _lesion_group(index: int, lesion: dict, nm: Dataset, seg: Dataset, frames: D
         "tracking_identifier": hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"Lesion {index}"),
         "finding_type": SEGMENT_CODES[LESION][2], "finding_sites": [hd.sr.FindingSite(codes.SCT.Bone)],
         "algorithm_id": algorithm, "measurements": [m for m in measurements if m is not None],
-        "qualitative_evaluations": [hd.sr.QualitativeEvaluation(codes.DCM.ImageView, VIEW_CODES[view])]
-        if view in VIEW_CODES else None,
+        "qualitative_evaluations": [hd.sr.QualitativeEvaluation(codes.DCM.ImageView, VIEW_CONCEPTS[view])]
+        if view in VIEW_CONCEPTS else None,
     }
     nm_frame = frames.get(view)
     seg_frame = _seg_frame(seg, LESION, nm_frame) if nm_frame else None
@@ -225,7 +216,7 @@ def read_measurement_sr(path) -> dict:
             views = [e.value for e in group.get_qualitative_evaluations(name=codes.DCM.ImageView)]
             rc = [values.get(_key(c)) for c in CENTROID]
             lesions.append((int(identifier.split()[1]), {
-                "view": next((v for v, c in VIEW_CODES.items() if views and views[0].value == c.value), None),
+                "view": next((v for v, c in VIEW_CONCEPTS.items() if views and views[0].value == c.value), None),
                 "centroid_rc": rc if None not in rc else None,
                 "area_cm2": values.get(_key(AREA)),
                 "mean_uptake_ratio": values.get(_key(UPTAKE_RATIO)),

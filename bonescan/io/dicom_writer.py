@@ -17,10 +17,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from bonescan.io.atomic import atomic_path
+from bonescan.io.views import SCHEME, VIEW_CODES
 
 NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
-# SNOMED CT (designator SCT) view codes of the projection, as in CID 26 "Nuclear Medicine Projections".
-VIEW_CODES = {"anterior": ("399321004", "anterior projection"), "posterior": ("399001007", "posterior projection")}
 # Patient-based direction cosines: image column index grows along LPS x (anterior view shows the
 # patient's right on the left) or against it (posterior seen from behind); rows run head to feet.
 ORIENTATIONS = {"anterior": [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], "posterior": [-1.0, 0.0, 0.0, 0.0, 0.0, -1.0]}
@@ -121,7 +120,7 @@ def _detector_item(view: str, columns: int, spacing: Tuple[float, float], view_c
         item.ImagePositionPatient = [round(x0, 3), 0.0, 0.0]
         item.ImageOrientationPatient = cos
     if view_codes:
-        item.ViewCodeSequence = DicomSequence([_code(*VIEW_CODES[view])])
+        item.ViewCodeSequence = DicomSequence([_code(*VIEW_CODES[view], SCHEME)])
     return item
 
 
