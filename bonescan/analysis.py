@@ -127,14 +127,14 @@ class Analyser:
         start = time.perf_counter()
         classifier_probability = self.classify(study)
         labels, lesion_probability = self.segment(study)
-        result = summarise(study, classifier_probability, labels, lesion_probability, self.threshold)
+        result = study_result(study, classifier_probability, labels, lesion_probability, self.threshold)
         result["analysis_seconds"] = round(time.perf_counter() - start, 4)
         result["model_versions"] = dict(self.versions)
         result["threshold_calibrated"] = self.threshold_calibrated
         return labels, result
 
 
-def summarise(
+def study_result(
     study: Study, classifier_probability: float, labels: np.ndarray, lesion_probability: np.ndarray, threshold: float
 ) -> Dict:
     """The result JSON: case-level decision first, then the measurements of ``bonescan.measure``."""

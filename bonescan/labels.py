@@ -19,8 +19,3 @@ def compose_label_map(lesion: np.ndarray, bladder: np.ndarray, skeleton: np.ndar
     labels[lesion.astype(bool)] = LESION
     return labels
 
-
-def masks_from_label_map(labels: np.ndarray):
-    """(lesion, bladder, skeleton) boolean masks; the skeleton includes the lesions (BSTBI's S)."""
-    lesion = labels == LESION
-    return lesion, labels == BLADDER, (labels == BONE) | lesion

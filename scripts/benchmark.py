@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.omp_wait_policy != "inherit":
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()  # read by the spawned processes' OpenMP
-    from bonescan.analysis import weights_path
+    from bonescan.weights import served_weights
 
     with tempfile.TemporaryDirectory(prefix="bonescan-benchmark-") as tmp:
         work = Path(tmp)
@@ -272,7 +272,7 @@ def main(argv=None) -> int:
             model_dir.mkdir()
             _publish_random_weights(model_dir)
         else:
-            missing = [k for k in ("classification", "segmentation") if not weights_path(model_dir, k).exists()]
+            missing = [k for k in ("classification", "segmentation") if served_weights(model_dir, k) is None]
             if missing:
                 print(f"benchmark: not trained yet: no weights for {', '.join(missing)} in {model_dir} "
                       "(train first, or add --random-weights to time freshly initialised networks)", file=sys.stderr)

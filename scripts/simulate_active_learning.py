@@ -44,7 +44,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bonescan.analysis import Analyser, load_network, summarise  # noqa: E402
+from bonescan.analysis import Analyser, load_network, study_result  # noqa: E402
 from bonescan.decision import DECISION_THRESHOLD  # noqa: E402
 from bonescan.embeddings import case_scores, classify_with_embedding, mc_dropout_uncertainty  # noqa: E402
 from bonescan.io.atomic import atomic_path  # noqa: E402
@@ -115,7 +115,7 @@ def evaluate(model_dir: Path, test: List[Dict]) -> Dict[str, float]:
         for value in sums:
             d = pooled_dice(labels, example["label"], value)
             sums[value] += (d["intersection"], d["pred"], d["truth"])
-        served = summarise(study, analyser.classify(study), labels, lesion_probability, analyser.threshold)
+        served = study_result(study, analyser.classify(study), labels, lesion_probability, analyser.threshold)
         scores.append(served["metastasis_probability"])
         truth.append(int(example["metastatic"]))
     scores, truth = np.array(scores), np.array(truth)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bonescan.analysis import summarise
+from bonescan.analysis import study_result
 from bonescan.bstbi import compute_bstbi
 from bonescan.labels import BLADDER, BONE, LESION
 from bonescan.measure import drop_small_lesions, measure
@@ -45,13 +45,13 @@ def test_measure_matches_the_bstbi_definition_and_counts_lesions():
 def test_decision_uses_the_mean_of_classifier_and_lesion_evidence():
     counts, labels = labelled_case()
     study = make_study(counts)
-    sure_lesion = summarise(study, 0.4, labels, np.where(labels == LESION, 0.8, 0.0), 0.56)
+    sure_lesion = study_result(study, 0.4, labels, np.where(labels == LESION, 0.8, 0.0), 0.56)
     assert sure_lesion["metastatic"] and sure_lesion["metastasis_probability"] == 0.6
-    doubtful = summarise(study, 0.1, labels, np.where(labels == LESION, 0.8, 0.0), 0.56)
+    doubtful = study_result(study, 0.1, labels, np.where(labels == LESION, 0.8, 0.0), 0.56)
     assert not doubtful["metastatic"]  # a lesion alone is not enough when the classifier disagrees
     assert "2 focal lesions" in sure_lesion["report"]  # the speck is only dropped by Analyser.segment and "suggestive of bone metastases" in sure_lesion["report"]
     none = np.zeros_like(labels)
     none[labels == BONE] = BONE
-    unsure = summarise(study, 0.3, none, np.zeros(labels.shape, np.float32), 0.56)
+    unsure = study_result(study, 0.3, none, np.zeros(labels.shape, np.float32), 0.56)
     assert not unsure["metastatic"] and unsure["bstbi"] == 0 and unsure["lesion_count"] == 0
     assert "no scintigraphic evidence" in unsure["report"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.transforms import MapTransform
 
-from bonescan.analysis import summarise
+from bonescan.analysis import study_result
 from bonescan.decision import DECISION_THRESHOLD
 from bonescan.transforms import STUDY_KEY
 
@@ -21,7 +21,7 @@ class ComputeBstbid(MapTransform):
 
     def __call__(self, data):
         d = dict(data)
-        d["result"] = summarise(
+        d["result"] = study_result(
             d[STUDY_KEY], d["classifier_probability"], d["pred"], d["lesion_probability"],
             d.get("decision_threshold", self.threshold),
         )
