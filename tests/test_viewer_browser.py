@@ -100,7 +100,6 @@ def stack(browser_tools, orthanc, tmp_path_factory):
 def viewer_client(dist: Path, studies: str = "http://127.0.0.1:9/dicom-web"):
     """A bare FastAPI app with only our viewer routes (what on_init_complete registers)."""
     import sys
-    import types
 
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
@@ -110,7 +109,7 @@ def viewer_client(dist: Path, studies: str = "http://127.0.0.1:9/dicom-web"):
     from lib.viewer import register_viewer
 
     api = FastAPI()
-    register_viewer(api, types.SimpleNamespace(conf={"ohif_dir": str(dist)}, studies=studies))
+    register_viewer(api, dist, studies)
     return TestClient(api)
 
 

@@ -1,15 +1,8 @@
 """bonescan: MONAI Label app for whole-body bone scans (99mTc-MDP, anterior + posterior views).
 
 Start with ``monailabel start_server --app apps/bonescan --studies datastore --host 127.0.0.1``.
-App options (``--conf NAME VALUE``):
-  model_dir        where weights are read and published (default: apps/bonescan/model)
-  starter_minutes  CPU minutes for starter models when there are no weights (default 20; 0: off)
-  starter_phantoms phantom studies added to the datastore's labels for them (default 160)
-  retrain_every    retrain both networks after this many saved final labels (default 5; 0: never)
-  retrain_minutes  CPU minutes of each retraining job (default 10)
-  dicomweb_cache   cache folder of a DICOMweb study store (default ~/.cache/bonescan/dicomweb)
-  dicomweb_list_seconds  how long the PACS study/label listing is reused (default 10)
-  upload_retry_seconds   retry interval of labels the PACS did not take (default 30)
+App options (``--conf NAME VALUE``): every one, with its meaning and default, is in
+``lib/options.py`` (``AppOptions``), parsed once here; a bad value stops the start saying why.
 """
 
 from __future__ import annotations
@@ -37,6 +30,7 @@ from lib.configs.classification import Classification
 from lib.configs.segmentation import Segmentation
 from lib.datastore import BoneScanDatastore, SavedLabelCounter
 from lib.lifetime import end_with_parent
+from lib.options import AppOptions
 from lib.infers import BstbiInfer, ModelNotTrainedError
 from lib.infers.batch import BoneScanBatchInfer
 
@@ -55,7 +49,8 @@ STARTER_PLAN = {
 
 class BoneScanApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: Dict[str, str]):
-        self.model_dir = os.path.abspath(conf.get("model_dir") or os.path.join(app_dir, "model"))
+        self.options = AppOptions.from_conf(conf, app_dir)
+        self.model_dir = self.options.model_dir
         os.makedirs(self.model_dir, exist_ok=True)
         self.models: Dict[str, TaskConfig] = {}
         for name, config_class in MODEL_CONFIGS.items():
@@ -107,16 +102,14 @@ class BoneScanApp(MONAILabelApp):
         from lib.dicomweb import BoneScanDicomWebDatastore
 
         url = self.studies.rstrip("/")
-        cache = self.conf.get("dicomweb_cache") or settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or os.path.join(
-            os.path.expanduser("~"), ".cache", "bonescan", "dicomweb")
-        cache = os.path.join(cache, hashlib.md5(url.encode()).hexdigest()[:12])
+        cache = os.path.join(self.options.dicomweb_cache, hashlib.md5(url.encode()).hexdigest()[:12])
         logger.info(f"DICOMweb datastore {url}, cache {cache}")
         return BoneScanDicomWebDatastore(
             make_client(url, timeout=60.0),
             cache_path=cache,
             search_filter={"Modality": "NM"},
-            list_seconds=float(self.conf.get("dicomweb_list_seconds", 10)),
-            retry_seconds=float(self.conf.get("upload_retry_seconds", 30)),
+            list_seconds=self.options.dicomweb_list_seconds,
+            retry_seconds=self.options.upload_retry_seconds,
             version=self.version,
         )
 
@@ -192,12 +185,11 @@ class BoneScanApp(MONAILabelApp):
         try:  # the OHIF viewer at /viewer/ (answers 404 with what to do when var/ohif is missing)
             from lib.viewer import register_viewer
 
-            register_viewer(api, self)
+            register_viewer(api, self.options.ohif_dir, self.studies)
         except Exception:
             logger.exception("The OHIF viewer at /viewer/ is not available")
-        store = self.datastore()
-        if hasattr(store, "upload_pending"):  # labels a previous run could not send to the PACS
-            threading.Thread(target=store.upload_pending, name="bonescan-upload-at-start", daemon=True).start()
+        # labels a previous run could not send to the PACS (none with a local store)
+        threading.Thread(target=self.datastore().upload_pending, name="bonescan-upload-at-start", daemon=True).start()
         for kind, problem in weights_problems(self.model_dir).items():
             logger.error(f"The {kind} model cannot serve (its infer answers HTTP 503): {problem}")
         self.train_starter_models()
@@ -207,30 +199,26 @@ class BoneScanApp(MONAILabelApp):
 
     def save_case_label(self, image_id: str, metastatic: bool, annotator: str = "") -> dict:
         """A case-level answer without drawing; counts towards retraining like any saved label."""
-        datastore = self.datastore()
-        if not isinstance(datastore, BoneScanDatastore):
-            raise HTTPException(501, "case-level labels without drawing need the local datastore")
-        saved = datastore.save_case_label(image_id, metastatic, annotator)
+        saved = self.datastore().save_case_label(image_id, metastatic, annotator)
         return {**saved, **(self.on_save_label(image_id, image_id) or {})}
 
     def learning_status(self) -> Dict[str, Any]:
         datastore = self.datastore()
         final = datastore.get_labeled_images(label_tag="final")
         drawn = sum(is_drawn(datastore.get_label_info(datastore.get_label_by_image_id(i, "final"), "final")) for i in final)
-        every = int(self.conf.get("retrain_every", 5))
         return {
             **self.weights_status(),
             "untrained_models": self.untrained_models(),
             "studies": len(datastore.list_images()),
             "final_labels": {"total": len(final), "drawn": drawn, "case_level_only": len(final) - drawn},
-            "retrain_every": every,
+            "retrain_every": self.options.retrain_every,
             "labels_since_last_training": self.labels_since_training().count(),
-            "pacs_uploads": datastore.upload_status() if hasattr(datastore, "upload_status") else None,
+            "pacs_uploads": datastore.upload_status(),
         }
 
     def training_params(self, name: str, minutes: float, run_name: str) -> dict:
         """Request of one background training job: its share of ``minutes`` and the phantoms it adds."""
-        phantoms = int(self.conf.get("starter_phantoms", 160))
+        phantoms = self.options.starter_phantoms
         plan = dict(STARTER_PLAN[name])
         params = {"minutes": round(minutes * plan.pop("share"), 2), "max_epochs": 1000, "name": run_name,
                   "phantoms": phantoms, **plan}
@@ -239,7 +227,7 @@ class BoneScanApp(MONAILabelApp):
 
     def train_starter_models(self):
         """Queue MONAI Label training jobs for models without weights, so a new install needs no step by hand."""
-        minutes = float(self.conf.get("starter_minutes", 20))
+        minutes = self.options.starter_minutes
         untrained = [m for m in self.untrained_models() if m in self._trainers]
         if minutes <= 0 or not untrained:
             return
@@ -253,7 +241,7 @@ class BoneScanApp(MONAILabelApp):
     def on_save_label(self, image_id, label_id):
         """Count saved labels; every ``retrain_every`` of them, queue retraining of both networks."""
         result = super().on_save_label(image_id, label_id) or {}
-        every = int(self.conf.get("retrain_every", 5))
+        every = self.options.retrain_every
         if every <= 0:
             return result
         counter = self.labels_since_training()
@@ -267,7 +255,7 @@ class BoneScanApp(MONAILabelApp):
 
     def retrain(self, reason: str):
         """Queue incremental training of both networks (MONAI Label runs one job at a time)."""
-        minutes = float(self.conf.get("retrain_minutes", 10))
+        minutes = self.options.retrain_minutes
         for name in ("segmentation", "classification"):
             params = self.training_params(name, minutes, "retrain")
             logger.info(f"Retraining '{name}' ({reason}): {params}")
@@ -279,12 +267,9 @@ class BoneScanApp(MONAILabelApp):
         MONAI Label's own ``?output=dicom_seg`` converts with dcmqi/ITK from a NIfTI of the image,
         which does not exist for planar NM, so the request rides in the params instead.
         """
-        store = self.datastore()
-        if not hasattr(store, "store_result"):
-            raise HTTPException(422, "output=dicom_seg needs a DICOMweb study store (start with --studies http://.../dicom-web)")
         label = result.get("file") or result.get("label")
         params = result.get("params") or {}
-        stored = store.store_result(request["image"], label, params)
+        stored = self.datastore().store_result(request["image"], label, params)
         result["params"] = {**params, "pacs": stored}
         return result
 

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 from fastapi import HTTPException
@@ -280,6 +280,20 @@ class BoneScanDatastore(LocalDatastore):
             empty = write_labels_nifti(os.path.join(folder, "label.nii.gz"), np.zeros((len(VIEWS), *CANONICAL_SHAPE), np.uint8), meta)
             self.save_label(image_id, str(empty), tag, {**answer, "drawn": False})
         return {"image": image_id, "tag": tag, "drawn": False, **answer}
+
+    # --- the PACS side, which the DICOMweb store (lib.dicomweb) fills in -------------------------------
+    # Both stores answer the same calls, so the app asks no store what it can do.
+    def upload_pending(self) -> Dict[str, int]:
+        """Labels waiting for the PACS: a local store has no PACS, so none."""
+        return {"sent": 0, "pending": 0}
+
+    def upload_status(self) -> Optional[Dict[str, Any]]:
+        """Uploads to the PACS: not applicable to a local store (None)."""
+        return None
+
+    def store_result(self, image_id: str, label_path: str, result: Dict[str, Any]) -> Dict[str, str]:
+        """Send a model result to the PACS: not applicable to a local store (HTTP 422 saying what to do)."""
+        raise HTTPException(422, "output=dicom_seg needs a DICOMweb study store (start with --studies http://.../dicom-web)")
 
 
 def _write_durably(path: str, text: str) -> None:

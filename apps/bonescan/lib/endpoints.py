@@ -10,13 +10,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
-
 from fastapi import APIRouter, Body, FastAPI, Query
 from monailabel.utils.async_tasks.utils import tasks
 
-if TYPE_CHECKING:  # pragma: no cover
-    from main import BoneScanApp
+from lib.app_protocol import BoneScanAppProtocol
 
 
 def _jobs(method: str) -> dict:
@@ -31,7 +28,7 @@ def _jobs(method: str) -> dict:
     return {"by_status": dict(Counter(job.get("status", "?") for job in jobs)), "latest": brief}
 
 
-def register(api: FastAPI, app: "BoneScanApp") -> None:
+def register(api: FastAPI, app: BoneScanAppProtocol) -> None:
     router = APIRouter(prefix="/bonescan", tags=["bonescan"])
 
     @router.put("/case-label", summary="Save the case-level answer of a study without drawing")

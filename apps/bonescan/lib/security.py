@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI
@@ -40,10 +40,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 
-from lib.stock_routes import register_stock_routes, upload_limit
-
-if TYPE_CHECKING:  # pragma: no cover
-    from main import BoneScanApp
+from lib.app_protocol import BoneScanAppProtocol
+from lib.options import AppOptions
+from lib.stock_routes import register_stock_routes
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +51,6 @@ COOKIE = "bonescan_token"
 # Reachable without the token: the login itself and static viewer files (no patient data).
 PUBLIC_PATHS = ("/auth/", "/auth/token", "/auth/login", "/favicon.ico")
 PUBLIC_PREFIXES = ("/viewer", "/static/")
-
-
-def _csv(value) -> List[str]:
-    return [v.strip() for v in str(value or "").split(",") if v.strip()]
 
 
 def bind_host(argv: Optional[List[str]] = None) -> str:
@@ -78,10 +73,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def api_token(conf: dict) -> Optional[str]:
+def api_token(options: AppOptions) -> Optional[str]:
     """The API token from ``BONESCAN_API_TOKEN`` or the file named by ``--conf api_token_file`` (None: off)."""
     token = os.environ.get("BONESCAN_API_TOKEN", "").strip()
-    path = conf.get("api_token_file")
+    path = options.api_token_file
     if path:
         with open(path) as handle:
             token = handle.read().strip()
@@ -91,11 +86,11 @@ def api_token(conf: dict) -> Optional[str]:
     return token or None
 
 
-def check_bind(host: str, authenticated: bool, conf: dict) -> None:
+def check_bind(host: str, authenticated: bool, insecure_bind: bool) -> None:
     """Refuse to start on a non-loopback address without authentication, unless told explicitly."""
     if is_loopback(host) or authenticated:
         return
-    if str(conf.get("insecure_bind", "")).lower() in ("true", "1", "yes"):
+    if insecure_bind:
         logger.warning(f"Bound to {host} WITHOUT authentication (--conf insecure_bind true): anyone who reaches "
                        "this address can read, change and delete studies and labels")
         return
@@ -229,18 +224,18 @@ def _register_error_answers(api: FastAPI) -> None:
     api.add_exception_handler(json.JSONDecodeError, not_json)
 
 
-def secure(api: FastAPI, app: "BoneScanApp") -> None:
+def secure(api: FastAPI, app: BoneScanAppProtocol) -> None:
     """Install our stock-route checks, error answers and middleware; refuse an unauthenticated open bind."""
-    conf = getattr(app, "conf", None) or {}
+    options = app.options
     host = bind_host()
-    token = api_token(conf)
+    token = api_token(options)
     monai_auth = bool(settings.MONAI_LABEL_AUTH_ENABLE)
-    check_bind(host, bool(token) or monai_auth, conf)
+    check_bind(host, bool(token) or monai_auth, options.insecure_bind)
 
     register_stock_routes(api, app)
     _register_error_answers(api)
-    hosts = _csv(conf.get("allowed_hosts")) or LOOPBACK_NAMES + ([host] if host not in ("0.0.0.0", "::") else [])
-    origins = _csv(conf.get("allowed_origins"))
+    hosts = list(options.allowed_hosts) or LOOPBACK_NAMES + ([host] if host not in ("0.0.0.0", "::") else [])
+    origins = list(options.allowed_origins)
     middleware = [
         Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
         Middleware(OriginGuard, allowed_origins=origins),
@@ -250,9 +245,9 @@ def secure(api: FastAPI, app: "BoneScanApp") -> None:
     if token and not monai_auth:
         _register_auth_routes(api, token)
         middleware.append(Middleware(TokenAuth, token=token))
-    middleware.append(Middleware(BodyLimit, limit=upload_limit(app)))
+    middleware.append(Middleware(BodyLimit, limit=options.max_upload_bytes))
     api.user_middleware = [m for m in api.user_middleware if m.cls is not CORSMiddleware] + middleware
     api.middleware_stack = api.build_middleware_stack()
     logger.info(f"Security: bound to {host}; hosts {hosts}; other origins {origins or 'none'}; "
                 f"auth {'API token' if token and not monai_auth else 'MONAI Label' if monai_auth else 'off'}; "
-                f"uploads up to {upload_limit(app) // (1024 * 1024)} MB")
+                f"uploads up to {options.max_upload_mb:g} MB")

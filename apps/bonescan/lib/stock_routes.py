@@ -24,7 +24,7 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, File, Form, HTTPException, UploadFile
 from monailabel.config import settings
@@ -35,20 +35,12 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.tasks.batch_infer import BatchInferImageType
 
 from bonescan.errors import BoneScanInputError
+from lib.app_protocol import BoneScanAppProtocol
 from lib.identifiers import check_id, forget_upload, register_upload
-
-if TYPE_CHECKING:  # pragma: no cover
-    from main import BoneScanApp
 
 logger = logging.getLogger(__name__)
 
-MAX_UPLOAD_MB = 64.0  # a whole-body NM DICOM is about 1 MB, a label NIfTI a few kB
 RESERVED_PARAMS = ("image", "label", "file", "session", "images_dir")
-
-
-def upload_limit(app) -> int:
-    """Bytes one upload may have (``--conf max_upload_mb``)."""
-    return int(float((getattr(app, "conf", None) or {}).get("max_upload_mb", MAX_UPLOAD_MB)) * 1024 * 1024)
 
 
 def parse_params(text: Optional[str], name: str = "params") -> Dict[str, Any]:
@@ -106,10 +98,10 @@ def check_image_header(path: str) -> None:
         raise HTTPException(422, f"not a readable DICOM file ({type(error).__name__}: {error})") from None
 
 
-def register_stock_routes(api: FastAPI, app: "BoneScanApp") -> None:
+def register_stock_routes(api: FastAPI, app: BoneScanAppProtocol) -> None:
     """Our versions of the stock routes, matched before MONAI Label's own."""
     router = APIRouter()
-    limit = upload_limit(app)
+    limit = app.options.max_upload_bytes
     annotator, user_role, admin = (settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR, settings.MONAI_LABEL_AUTH_ROLE_USER,
                                    settings.MONAI_LABEL_AUTH_ROLE_ADMIN)
 

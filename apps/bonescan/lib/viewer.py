@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 from urllib.parse import unquote
 
 import httpx
@@ -31,13 +30,9 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-if TYPE_CHECKING:  # pragma: no cover
-    from main import BoneScanApp
-
 logger = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parents[1]  # apps/bonescan
-REPO = APP_DIR.parents[1]
 OHIF_SOURCES = APP_DIR / "ohif"
 BASE = "/viewer/"
 MISSING = "OHIF viewer not fetched: run `bash scripts/fetch_ohif.sh` (make run-pacs does), then restart the server"
@@ -80,11 +75,6 @@ mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/css", ".css")
 
 
-def ohif_dist(app: Optional["BoneScanApp"] = None) -> Path:
-    conf = getattr(app, "conf", None) or {}
-    return Path(conf.get("ohif_dir") or os.environ.get("BONESCAN_OHIF_DIR") or REPO / "var" / "ohif" / "dist")
-
-
 def _safe_file(root: Path, path: str) -> Optional[Path]:
     """``root/path`` if it is a file inside ``root`` (no ``..`` escapes), else None."""
     candidate = (root / path).resolve()
@@ -121,8 +111,9 @@ def _rewritten(path: str, mtime: float) -> bytes:
     return data.encode("utf-8")
 
 
-def register_viewer(api: FastAPI, app: "BoneScanApp") -> None:
-    dist = ohif_dist(app)
+def register_viewer(api: FastAPI, ohif_dir, studies: str) -> None:
+    """The viewer routes: OHIF's dist from ``ohif_dir`` (``--conf ohif_dir``), the proxy to ``studies`` if DICOMweb."""
+    dist = Path(ohif_dir)
     router = APIRouter(tags=["viewer"])
     no_cache = {"Cache-Control": "no-cache"}
 
@@ -156,7 +147,7 @@ def register_viewer(api: FastAPI, app: "BoneScanApp") -> None:
             return Response(_rewritten(str(found), mtime), media_type=media, headers=no_cache)
         return FileResponse(found, media_type=mimetypes.guess_type(found.name)[0])
 
-    studies = str(getattr(app, "studies", "") or "")
+    studies = str(studies or "")
     dicomweb = studies.rstrip("/") if studies.startswith(("http://", "https://")) else None
     client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False)
 
