@@ -223,6 +223,67 @@ def _store(client, batch: Sequence[Tuple[Path, object]]) -> Tuple[Dict[str, str]
     return failed, stored, None
 
 
+class _Upload:
+    """One STOW-RS run: the report it fills, which files are settled, why the server cannot be reached."""
+
+    def __init__(self, client, url: str, report: UploadReport, bar,
+                 on_failure: Optional[Callable[[FileResult], None]], unreachable: Optional[str]):
+        self.client, self.url, self.report, self.bar, self.on_failure = client, url, report, bar, on_failure
+        self.unreachable = unreachable
+        self.done: set = set()
+
+    def fail(self, path: Path, reason: str, ds=None, quiet: bool = False) -> None:
+        self.done.add(path)
+        result = FileResult(path, False, reason, str(ds.get("StudyInstanceUID", "")) if ds is not None else "",
+                            str(ds.get("SOPInstanceUID", "")) if ds is not None else "")
+        self.report.failed.append(result)
+        if self.on_failure and not quiet:
+            self.on_failure(result)
+
+    def not_sent(self, path: Path, ds=None) -> None:
+        """A file left unsent because the server is away: said once, in the summary."""
+        self.report.not_sent += 1
+        self.report.unreachable = self.unreachable
+        self.fail(path, f"not sent: {self.unreachable}", ds, quiet=True)
+
+    def ok(self, path: Path, ds) -> None:
+        self.done.add(path)
+        self.report.stored.append(FileResult(path, True, "", str(ds.get("StudyInstanceUID", "")), str(ds.SOPInstanceUID)))
+
+    def send(self, batch: List[Tuple[Path, object]]) -> None:
+        """POST ``batch``; files the answer does not settle are sent again one by one."""
+        failed, stored, error = _store(self.client, batch)
+        retry = []
+        for path, ds in batch:
+            uid = str(ds.SOPInstanceUID)
+            if uid in failed:
+                self.fail(path, f"refused by the server: {failed[uid]}", ds)
+            elif uid in stored:
+                self.ok(path, ds)
+            elif len(batch) > 1:
+                retry.append((path, ds))
+            else:
+                self.fail(path, error or "not acknowledged by the server (its log may say why)", ds)
+        for item in retry:
+            self.send([item])
+
+    def flush(self, batch: List[Tuple[Path, object]]) -> None:
+        """Send and empty ``batch``; with no answer at all, it and every later file are not sent."""
+        import requests
+
+        if not batch:
+            return
+        try:
+            self.send(batch)
+        except requests.RequestException as exc:  # no answer at all (refused, reset, timed out)
+            self.unreachable = f"cannot reach {self.url} ({type(exc).__name__}); is the server running?"
+            for path, ds in batch:
+                if path not in self.done:
+                    self.not_sent(path, ds)
+        self.bar.update(len(batch))
+        batch.clear()
+
+
 def upload_files(files: Iterable[Path], url: str = DEFAULT_URL, *, client=None, batch_size: int = 10,
                  batch_bytes: int = 64 * 2**20, progress: bool = True,
                  on_failure: Optional[Callable[[FileResult], None]] = None,
@@ -233,84 +294,33 @@ def upload_files(files: Iterable[Path], url: str = DEFAULT_URL, *, client=None, 
     get its reason, the other files of the batch are sent again one by one (storing the same
     instance twice is harmless). ``on_failure`` is called for each failed file as it happens.
     """
-    import requests
     from tqdm import tqdm
 
     files = list(files)
-    client = client or make_client(url)
     report = UploadReport(url=url, ignored=list(ignored))
     start = time.perf_counter()
     bar = tqdm(total=len(files), unit="file", desc="STOW-RS", disable=not progress, dynamic_ncols=True)
-    done = set()
-
-    def fail(path: Path, reason: str, ds=None, quiet: bool = False):
-        done.add(path)
-        result = FileResult(path, False, reason, str(ds.get("StudyInstanceUID", "")) if ds is not None else "",
-                            str(ds.get("SOPInstanceUID", "")) if ds is not None else "")
-        report.failed.append(result)
-        if on_failure and not quiet:
-            on_failure(result)
-
-    def not_sent(path: Path, ds=None):  # said once, in the summary
-        report.not_sent += 1
-        report.unreachable = unreachable[0]
-        fail(path, f"not sent: {unreachable[0]}", ds, quiet=True)
-
-    def ok(path: Path, ds):
-        done.add(path)
-        report.stored.append(FileResult(path, True, "", str(ds.get("StudyInstanceUID", "")), str(ds.SOPInstanceUID)))
-
-    def send(batch: List[Tuple[Path, object]]):
-        failed, stored, error = _store(client, batch)
-        retry = []
-        for path, ds in batch:
-            uid = str(ds.SOPInstanceUID)
-            if uid in failed:
-                fail(path, f"refused by the server: {failed[uid]}", ds)
-            elif uid in stored:
-                ok(path, ds)
-            elif len(batch) > 1:
-                retry.append((path, ds))
-            else:
-                fail(path, error or "not acknowledged by the server (its log may say why)", ds)
-        for item in retry:
-            send([item])
-
+    run = _Upload(client or make_client(url), url, report, bar, on_failure,
+                  unreachable_reason(url) if files else None)
     batch: List[Tuple[Path, object]] = []
-    down = unreachable_reason(url) if files else None
-    unreachable: List[str] = [down] if down else []
-
-    def flush():
-        if not batch:
-            return
-        try:
-            send(batch)
-        except requests.RequestException as exc:  # no answer at all (refused, reset, timed out)
-            unreachable.append(f"cannot reach {url} ({type(exc).__name__}); is the server running?")
-            for p, d in batch:
-                if p not in done:
-                    not_sent(p, d)
-        bar.update(len(batch))
-        batch.clear()
-
     try:
         size = 0
         for path in files:
-            if unreachable:
-                not_sent(path)
+            if run.unreachable:
+                run.not_sent(path)
                 bar.update()
                 continue
             ds, reason = _read(path)
             if ds is None:
-                fail(path, reason)
+                run.fail(path, reason)
                 bar.update()
                 continue
             batch.append((path, ds))
             size += path.stat().st_size
             if len(batch) >= batch_size or size >= batch_bytes:
-                flush()
+                run.flush(batch)
                 size = 0
-        flush()
+        run.flush(batch)
     finally:
         bar.close()
     report.seconds = time.perf_counter() - start
