@@ -139,7 +139,7 @@ def test_ohif_dist_is_served_under_viewer_with_its_urls_moved_there():
 
 @pytest.mark.skipif(not shutil.which("node"), reason="Node.js missing")
 def test_frame_views_read_view_codes_and_say_when_they_fall_back_to_frame_order():
-    """panel.js's frameViews (no browser needed: the module has no DOM access at import)."""
+    """viewports.js's frameViews (no browser needed: the module has no DOM access at import)."""
     script = """
       import('%s').then(({ frameViews }) => {
         const det = code => ({ ViewCodeSequence: [{ CodeValue: code }], ImageOrientationPatient: [1, 0, 0, 0, 1, 0] });
@@ -148,7 +148,7 @@ def test_frame_views_read_view_codes_and_say_when_they_fall_back_to_frame_order(
           frameViews({ DetectorVector: [2, 1], DetectorInformationSequence: [det('399001007'), det('399321004')] }, 2),
           frameViews({}, 2),
         ]));
-      });""" % (APP_DIR / "ohif" / "panel.js").as_uri()
+      });""" % (APP_DIR / "ohif" / "viewports.js").as_uri()
     done = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     posterior_first, swapped_detectors, no_codes = json.loads(done.stdout)

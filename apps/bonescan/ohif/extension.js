@@ -1,7 +1,8 @@
 /* bonescan's OHIF 3.13 extension as a plain ES module: the ANT/POST hanging protocol and the
  * bonescan panel (plain DOM, see panel.js). Its id is used in module references; the mode lists
  * it under its URL (OHIF's loader imports dependency keys it does not know as URLs). */
-import { PanelComponent, setContext } from './panel.js';
+import { setContext } from './context.js';
+import { PanelComponent } from './panel.js';
 
 const VOI_SYNC = { type: 'voi', id: 'bonescan-voi', source: true, target: true, options: { syncColormap: false } };
 

@@ -1,413 +1,18 @@
-/* The bonescan panel and viewport set-up, plain DOM (the host's React is not reachable from a
- * runtime module; the panel component returns one React 18 element object whose ref mounts our
- * DOM). Talks to the MONAI Label server of the same origin:
- *   GET /info/, POST /infer/bstbi, PUT /datastore/label (tag final), POST /activelearning/<s>.
+/* The bonescan panel, plain DOM (the host's React is not reachable from a runtime module; the
+ * panel component returns one React 18 element object whose ref mounts our DOM), and the mode's
+ * entry and exit. The rest lives beside it: context.js (shared state and OHIF services),
+ * viewports.js (frames, labelmap, tools), nifti.js (label files), server.js (server calls).
  * window.bonescan exposes the state and actions (used by tests/test_viewer_browser.py). */
+import { SEGMENTS, SHORT, csViewport, onChange, services, state } from './context.js';
+import { loadSavedLabel, nextStudy, runModel, saveLabel, serverInfo } from './server.js';
+import {
+  frameViews, holdFrames, labelFrames, pixelToPage, setBrushRadius, setLabelFrames, setSegment, setTool, setUp, shownFrames,
+} from './viewports.js';
 
-const SEGMENTS = {
-  1: { label: 'metastatic lesion', color: [255, 40, 40, 255] },
-  2: { label: 'bladder', color: [255, 210, 0, 255] },
-  3: { label: 'bone', color: [40, 140, 255, 255] },
-};
-const VIEW_CODES = { 399321004: 'anterior', 399001007: 'posterior' };
-const VIEWPORTS = { anterior: 'bonescan-ant', posterior: 'bonescan-post' };
-const SHORT = { anterior: 'ANT', posterior: 'POST' };
-const STRATEGIES = ['random', 'first', 'uncertainty', 'epistemic', 'diversity'];
 const REACT_ELEMENT = Symbol.for('react.element');
-
-const ctx = {}; // servicesManager, extensionManager, commandsManager
-const state = {
-  ready: false,
-  seriesUID: null,
-  studyUID: null,
-  displaySetUID: null,
-  segmentationId: null,
-  frames: null, // {anterior: index, posterior: index} into the display set's imageIds
-  viewSource: null,
-  rows: 0,
-  columns: 0,
-  spacing: [1, 1],
-  result: null,
-  tool: 'WindowLevel',
-  timings: {},
-  messages: [],
-  busy: false,
-};
 let timer = null;
 let root = null;
-let modeEnteredAt = 0;
 
-export function setContext(context) {
-  Object.assign(ctx, context);
-}
-
-function config() {
-  return window.config?.bonescan || {};
-}
-function api(path) {
-  return (config().api || window.location.origin) + path;
-}
-function services() {
-  return ctx.servicesManager.services;
-}
-function libs() {
-  return ctx.extensionManager
-    .getModuleEntry('@ohif/extension-cornerstone.utilityModule.common')
-    .exports.getCornerstoneLibraries();
-}
-function csViewport(viewportId) {
-  return libs().cornerstone.getEnabledElementByViewportId(viewportId)?.viewport || null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Which frame is which view: DetectorVector -> DetectorInformationSequence -> ViewCodeSequence.
-function first(value) {
-  return Array.isArray(value) ? value[0] : value;
-}
-export function frameViews(instance, frameCount) {
-  const detectors = [].concat(instance?.DetectorInformationSequence || []);
-  const vector = [].concat(instance?.DetectorVector ?? []);
-  const views = [];
-  const orientations = [];
-  for (let k = 0; k < frameCount; k++) {
-    const item = detectors[(Number(vector[k]) || k + 1) - 1];
-    const code = first(item?.ViewCodeSequence)?.CodeValue;
-    views.push(VIEW_CODES[String(code)] || null);
-    orientations.push(item?.ImageOrientationPatient || instance?.ImageOrientationPatient || null);
-  }
-  const anterior = views.indexOf('anterior');
-  const posterior = views.indexOf('posterior');
-  if (anterior >= 0 && posterior >= 0) {
-    return { frames: { anterior, posterior }, source: 'DICOM view codes', orientations };
-  }
-  if (anterior >= 0 || posterior >= 0) {
-    const known = anterior >= 0 ? anterior : posterior;
-    const other = frameCount > 1 ? 1 - known : known;
-    return {
-      frames: anterior >= 0 ? { anterior, posterior: other } : { anterior: other, posterior },
-      source: 'view code of one frame',
-      orientations,
-    };
-  }
-  return {
-    frames: { anterior: 0, posterior: Math.min(1, frameCount - 1) },
-    source: 'frame order (no view codes in the file)',
-    orientations,
-  };
-}
-
-/* Patient side at the left/right image edge from the frame's row direction (LPS: +x = patient left). */
-function sideMarkers(orientation) {
-  const rx = orientation ? Number(orientation[0]) : NaN;
-  if (rx > 0.5) return ['R', 'L'];
-  if (rx < -0.5) return ['L', 'R'];
-  return ['', ''];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Viewport set-up: frames, labels, the shared labelmap segmentation.
-function labelViewport(viewport, view, orientation) {
-  const element = viewport.element;
-  element.querySelectorAll('.bonescan-overlay').forEach(node => node.remove());
-  if (getComputedStyle(element).position === 'static') element.style.position = 'relative';
-  const [left, right] = sideMarkers(orientation);
-  const add = (text, style, cls) => {
-    const node = document.createElement('div');
-    node.className = 'bonescan-overlay ' + cls;
-    node.textContent = text;
-    Object.assign(node.style, style);
-    element.appendChild(node);
-  };
-  add(SHORT[view], { top: '6px', left: '50%', transform: 'translateX(-50%)', fontSize: '20px' }, 'bonescan-view-label');
-  if (left) add(left, { top: '50%', left: '6px' }, 'bonescan-side');
-  if (right) add(right, { top: '50%', right: '6px' }, 'bonescan-side');
-}
-
-async function setUp() {
-  const { viewportGridService, displaySetService, segmentationService } = services();
-  const uid = viewportGridService.getDisplaySetsUIDsForViewport?.(VIEWPORTS.anterior)?.[0];
-  const ant = csViewport(VIEWPORTS.anterior);
-  const post = csViewport(VIEWPORTS.posterior);
-  if (!uid || !ant || !post || !ant.getImageIds?.().length || !post.getImageIds?.().length) return false;
-  if (!ant.getCurrentImageId?.() || !post.getCurrentImageId?.()) return false;
-  const displaySet = displaySetService.getDisplaySetByUID(uid);
-  const instance = displaySet.instance || displaySet.instances?.[0];
-  const imageIds = displaySet.imageIds;
-  const { frames, source, orientations } = frameViews(instance, imageIds.length);
-  Object.assign(state, {
-    displaySetUID: uid,
-    seriesUID: displaySet.SeriesInstanceUID,
-    studyUID: displaySet.StudyInstanceUID,
-    frames,
-    viewSource: source,
-    rows: Number(instance.Rows),
-    columns: Number(instance.Columns),
-    spacing: (instance.PixelSpacing || [1, 1]).map(Number),
-  });
-  for (const [view, viewportId] of Object.entries(VIEWPORTS)) {
-    keepFrame(viewportId, frames[view]);
-    const viewport = csViewport(viewportId);
-    if (viewport.getCurrentImageIdIndex() !== frames[view]) await viewport.setImageIdIndex(frames[view]);
-    labelViewport(viewport, view, orientations[frames[view]]);
-    guardFrame(viewport, frames[view]);
-  }
-  const segmentationId = 'bonescan-' + uid;
-  if (!segmentationService.getSegmentation(segmentationId)) {
-    const segments = {};
-    for (const [index, segment] of Object.entries(SEGMENTS)) segments[index] = { label: segment.label, active: index === '1' };
-    await segmentationService.createLabelmapForDisplaySet(displaySet, { segmentationId, label: 'bonescan', segments });
-  }
-  for (const viewportId of Object.values(VIEWPORTS)) {
-    const present = segmentationService.getSegmentationRepresentations(viewportId, { segmentationId }) || [];
-    if (!present.length) await segmentationService.addSegmentationRepresentation(viewportId, { segmentationId });
-    for (const [index, segment] of Object.entries(SEGMENTS)) {
-      segmentationService.setSegmentColor(viewportId, segmentationId, Number(index), segment.color);
-    }
-  }
-  segmentationService.setActiveSegment(segmentationId, 1);
-  state.segmentationId = segmentationId;
-  setBrushRadius(config().brushRadiusMm || 6);
-  state.ready = true;
-  state.timings.viewerReadyMs = Math.round(performance.now() - modeEnteredAt);
-  render();
-  return true;
-}
-
-/* OHIF re-applies the hanging protocol's initial image (frame 0 or 1 there) when it re-renders a
- * viewport (e.g. when a segmentation is added): make it the frame of the view instead. */
-function keepFrame(viewportId, index) {
-  const { cornerstoneViewportService, viewportGridService } = services();
-  const options = { index };
-  const info = cornerstoneViewportService.getViewportInfo?.(viewportId);
-  if (info?.viewportOptions) info.viewportOptions.initialImageOptions = options;
-  const gridViewport = viewportGridService.getState().viewports?.get?.(viewportId);
-  if (gridViewport?.viewportOptions) gridViewport.viewportOptions.initialImageOptions = options;
-}
-
-/* Puts a viewport back on its view's frame when OHIF re-set its stack (polled while the mode is open). */
-function holdFrames() {
-  for (const [view, viewportId] of Object.entries(VIEWPORTS)) {
-    const viewport = csViewport(viewportId);
-    if (!viewport?.getImageIds?.().length || viewport.getCurrentImageIdIndex() === state.frames[view]) continue;
-    keepFrame(viewportId, state.frames[view]);
-    if (viewport.element.__bonescanGuard) viewport.element.__bonescanGuard.index = state.frames[view];
-    else guardFrame(viewport, state.frames[view]);
-    viewport.setImageIdIndex(state.frames[view]).catch(error => console.warn('bonescan: frame', error));
-  }
-}
-
-/** The frame index each viewport shows now (for tests). */
-export function shownFrames() {
-  const out = {};
-  for (const [view, viewportId] of Object.entries(VIEWPORTS)) out[view] = csViewport(viewportId)?.getCurrentImageIdIndex();
-  return out;
-}
-
-function guardFrame(viewport, index) {
-  if (viewport.element.__bonescanGuard) {
-    viewport.element.__bonescanGuard.index = index;
-    return;
-  }
-  const { Enums } = libs().cornerstone;
-  const guard = { index };
-  viewport.element.__bonescanGuard = guard;
-  viewport.element.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
-    if (viewport.getCurrentImageIdIndex() !== guard.index) viewport.setImageIdIndex(guard.index);
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The labelmap: one derived image per NM frame, in the display set's image order.
-function labelmapImageIds() {
-  const segmentation = services().segmentationService.getSegmentation(state.segmentationId);
-  const labelmap = segmentation?.representationData?.Labelmap;
-  if (labelmap?.imageIds?.length) return labelmap.imageIds;
-  const layer = labelmap?.labelmaps && Object.values(labelmap.labelmaps)[0];
-  return layer?.imageIds || [];
-}
-function scalars(imageId) {
-  const image = libs().cornerstone.cache.getImage(imageId);
-  return image.voxelManager?.getScalarData?.() || image.getPixelData();
-}
-/** Label values per display-set frame (Uint8Array rows*columns each, row-major). */
-export function labelFrames() {
-  return labelmapImageIds().map(id => Uint8Array.from(scalars(id)));
-}
-function labelsModified() {
-  const { cornerstoneTools } = libs();
-  cornerstoneTools.segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(state.segmentationId);
-  for (const viewportId of Object.values(VIEWPORTS)) csViewport(viewportId)?.render();
-}
-export function setLabelFrames(frames) {
-  labelmapImageIds().forEach((id, k) => {
-    const target = scalars(id);
-    target.set(frames[k]);
-  });
-  labelsModified();
-}
-
-// ---------------------------------------------------------------------------------------------
-// NIfTI in MONAI Label's layout: (columns, rows, frames), i.e. the frames back to back, row-major.
-async function gunzipIfNeeded(buffer) {
-  const bytes = new Uint8Array(buffer);
-  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return buffer;
-  return new Response(new Blob([buffer]).stream().pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
-}
-export async function readNifti(buffer) {
-  buffer = await gunzipIfNeeded(buffer);
-  const view = new DataView(buffer);
-  const little = view.getInt32(0, true) === 348;
-  const dims = [];
-  for (let i = 0; i < 8; i++) dims.push(view.getInt16(40 + 2 * i, little));
-  const datatype = view.getInt16(70, little);
-  const offset = Math.round(view.getFloat32(108, little));
-  const [columns, rows, frames] = [dims[1], dims[2], dims[0] >= 3 ? dims[3] : 1];
-  const types = { 2: Uint8Array, 4: Int16Array, 8: Int32Array, 16: Float32Array, 64: Float64Array, 256: Int8Array, 512: Uint16Array, 768: Uint32Array };
-  const Type = types[datatype];
-  if (!Type) throw new Error(`NIfTI data type ${datatype} not supported`);
-  const count = columns * rows * frames;
-  let data;
-  if (little || Type.BYTES_PER_ELEMENT === 1) data = new Type(buffer.slice(offset, offset + count * Type.BYTES_PER_ELEMENT));
-  else throw new Error('big-endian NIfTI not supported');
-  const out = [];
-  for (let k = 0; k < frames; k++) out.push(Uint8Array.from(data.subarray(k * rows * columns, (k + 1) * rows * columns), Math.round));
-  return { columns, rows, frames: out };
-}
-export async function writeNifti(frames, columns, rows, spacing) {
-  const header = new ArrayBuffer(352);
-  const view = new DataView(header);
-  view.setInt32(0, 348, true);
-  [3, columns, rows, frames.length, 1, 1, 1, 1].forEach((d, i) => view.setInt16(40 + 2 * i, d, true));
-  view.setInt16(70, 2, true); // uint8
-  view.setInt16(72, 8, true);
-  const [rowSpacing, columnSpacing] = spacing;
-  [1, columnSpacing, rowSpacing, 1, 1, 1, 1, 1].forEach((p, i) => view.setFloat32(76 + 4 * i, p, true));
-  view.setFloat32(108, 352, true);
-  view.setFloat32(112, 1, true); // scl_slope
-  view.setInt16(254, 1, true); // sform_code: the same affine as the server writes
-  [[-columnSpacing, 0, 0, 0], [0, -rowSpacing, 0, 0], [0, 0, 1, 0]].forEach((row, r) =>
-    row.forEach((v, c) => view.setFloat32(280 + 16 * r + 4 * c, v, true))
-  );
-  new Uint8Array(header, 344, 4).set([0x6e, 0x2b, 0x31, 0]); // "n+1\0"
-  const blob = new Blob([header, ...frames], { type: 'application/octet-stream' });
-  return new Response(blob.stream().pipeThrough(new CompressionStream('gzip'))).blob();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server calls.
-async function answer(response) {
-  if (response.ok) return response;
-  let detail = await response.text();
-  try {
-    detail = JSON.parse(detail).detail || detail;
-  } catch (e) {
-    /* plain text */
-  }
-  throw new Error(`HTTP ${response.status}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-}
-
-export async function runModel(model = 'bstbi') {
-  const t0 = performance.now();
-  const form = new FormData();
-  form.append('params', JSON.stringify({}));
-  const response = await answer(await fetch(api(`/infer/${model}?image=${encodeURIComponent(state.seriesUID)}`), { method: 'POST', body: form }));
-  let params = {};
-  let frames = null;
-  if ((response.headers.get('content-type') || '').startsWith('multipart/')) {
-    const parts = await response.formData();
-    params = JSON.parse(parts.get('params') || '{}');
-    const image = parts.get('image');
-    if (image && typeof image !== 'string') {
-      const nifti = await readNifti(await image.arrayBuffer());
-      if (nifti.columns !== state.columns || nifti.rows !== state.rows) {
-        throw new Error(`label ${nifti.columns}x${nifti.rows} does not fit the image ${state.columns}x${state.rows}`);
-      }
-      frames = nifti.frames;
-    }
-  } else {
-    params = await response.json();
-  }
-  if (frames) setLabelFrames(frames);
-  await new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
-  state.result = params;
-  state.timings.inferToOverlayMs = Math.round(performance.now() - t0);
-  render();
-  return params;
-}
-
-export async function saveLabel(metastatic, annotator = '') {
-  if (typeof metastatic !== 'boolean') throw new Error('answer metastatic yes or no first');
-  const t0 = performance.now();
-  const blob = await writeNifti(labelFrames(), state.columns, state.rows, state.spacing);
-  const form = new FormData();
-  form.append('label', blob, 'label.nii.gz');
-  form.append('params', JSON.stringify({ metastatic, annotator, source: 'ohif bonescan mode' }));
-  const url = api(`/datastore/label?image=${encodeURIComponent(state.seriesUID)}&tag=final`);
-  const saved = await (await answer(await fetch(url, { method: 'PUT', body: form }))).json();
-  state.timings.saveMs = Math.round(performance.now() - t0);
-  state.saved = saved;
-  render();
-  return saved;
-}
-
-/** The study's saved final label (server's label store) back into the overlay. */
-export async function loadSavedLabel() {
-  const url = api(`/datastore/label?label=${encodeURIComponent(state.seriesUID)}&tag=final`);
-  const response = await fetch(url);
-  if (response.status === 404) throw new Error('no final label saved for this study yet');
-  const nifti = await readNifti(await (await answer(response)).arrayBuffer());
-  if (nifti.columns !== state.columns || nifti.rows !== state.rows) throw new Error('saved label does not fit the image');
-  setLabelFrames(nifti.frames);
-  return nifti.frames.length;
-}
-
-export async function nextStudy(strategy) {
-  const response = await answer(
-    await fetch(api(`/activelearning/${strategy}`), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })
-  );
-  const next = await response.json();
-  if (!next?.id) throw new Error(`strategy ${strategy} proposed no study`);
-  const study = next.StudyInstanceUID;
-  if (!study) throw new Error(`strategy ${strategy} proposed ${next.id} without its StudyInstanceUID`);
-  window.location.assign(`${window.location.pathname}?StudyInstanceUIDs=${encodeURIComponent(study)}`);
-  return next;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tools.
-export function setTool(name) {
-  const { toolGroupService } = services();
-  const { cornerstoneTools } = libs();
-  const group = toolGroupService.getToolGroup('bonescan');
-  const primary = [{ mouseButton: cornerstoneTools.Enums.MouseBindings.Primary }];
-  for (const tool of ['WindowLevel', 'CircularBrush', 'CircularEraser']) {
-    if (tool !== name) group.setToolPassive(tool);
-  }
-  group.setToolActive(name, { bindings: primary });
-  state.tool = name;
-  render();
-}
-export function setBrushRadius(mm) {
-  libs().cornerstoneTools.utilities.segmentation.setBrushSizeForToolGroup('bonescan', Number(mm));
-  state.brushRadiusMm = Number(mm);
-}
-export function setSegment(index) {
-  services().segmentationService.setActiveSegment(state.segmentationId, Number(index));
-  state.segment = Number(index);
-  render();
-}
-/** Page coordinates of the centre of image pixel (row, column) of a view (for tests and tools). */
-export function pixelToPage(view, row, column) {
-  const { cornerstone } = libs();
-  const viewport = csViewport(VIEWPORTS[view]);
-  const world = cornerstone.utilities.imageToWorldCoords(viewport.getCurrentImageId(), [column + 0.5, row + 0.5]);
-  const [x, y] = viewport.worldToCanvas(world);
-  const box = viewport.canvas.getBoundingClientRect();
-  return { x: box.left + x, y: box.top + y };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The panel (plain DOM).
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) {
@@ -436,18 +41,16 @@ async function act(label, fn) {
 }
 
 let models = null;
-async function loadModels() {
+let strategies = [];
+async function loadInfo() {
   try {
-    const info = await (await answer(await fetch(api('/info/')))).json();
-    const untrained = new Set(info.bonescan?.untrained_models || []);
-    models = Object.keys(info.models || {}).map(name => ({ name, type: info.models[name].type, trained: !untrained.has(name) }));
+    ({ models, strategies } = await serverInfo());
   } catch (error) {
     models = [];
     say(`server: ${error.message}`, 'error');
   }
   render();
 }
-
 function resultView() {
   const r = state.result;
   if (!r) return null;
@@ -479,6 +82,8 @@ function resultView() {
       : null
   );
 }
+
+onChange(render);
 
 function render() {
   if (!root) return;
@@ -528,7 +133,7 @@ function render() {
       'data-testid': 'bonescan-save',
     }),
     el('h4', {}, 'Next study'),
-    el('select', { id: 'bs-strategy', disabled, onchange: e => (root.dataset.strategy = e.target.value) }, STRATEGIES.map(s => el('option', { value: s, selected: s === (root.dataset.strategy || 'random') }, s))),
+    el('select', { id: 'bs-strategy', disabled, onchange: e => (root.dataset.strategy = e.target.value) }, strategies.map(s => el('option', { value: s, selected: s === (root.dataset.strategy || 'random') }, s))),
     button('Next study', () => act('next study', () => nextStudy(root.querySelector('#bs-strategy').value)), { 'data-testid': 'bonescan-next' }),
     el('div', { class: 'bs-messages' }, state.messages.map(m => el('div', { class: 'bs-' + m.kind }, m.text))),
   ];
@@ -574,12 +179,12 @@ const CSS = `
 `;
 
 export function enterMode() {
-  modeEnteredAt = performance.now();
+  const enteredAt = performance.now();
   Object.assign(state, { ready: false, segmentationId: null, result: null, saved: null, tool: 'WindowLevel', messages: [] });
   if (!document.getElementById('bonescan-css')) {
     document.head.append(el('style', { id: 'bonescan-css' }, CSS));
   }
-  loadModels();
+  loadInfo();
   let running = false;
   timer = setInterval(async () => {
     mountPanel();
@@ -587,7 +192,7 @@ export function enterMode() {
     if (state.ready || running) return;
     running = true;
     try {
-      await setUp();
+      await setUp(enteredAt);
     } catch (error) {
       console.warn('bonescan: set-up not done yet', error);
     } finally {
