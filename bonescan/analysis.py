@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from bonescan.decision import DECISION_THRESHOLD, decision_score, decision_threshold
+from bonescan.decision import DECISION_THRESHOLD, decision_score, served_threshold
 from bonescan.errors import ModelNotTrainedError
 from bonescan.measure import drop_small_lesions, measure
 from bonescan.networks import (
@@ -111,9 +111,10 @@ class Analyser:
             classifier = classifier.to(memory_format=torch.channels_last)
             segmenter = segmenter.to(memory_format=torch.channels_last)
         versions = {kind: record.get("version", 0) for kind, record in records.items()}
-        threshold, calibrated = decision_threshold(model_dir, DECISION_THRESHOLD)
+        threshold = served_threshold(model_dir, records)
         return cls(classifier, segmenter, bf16=resolve_bf16(bf16), channels_last=channels_last, versions=versions,
-                   threshold=threshold, threshold_calibrated=calibrated)
+                   threshold=DECISION_THRESHOLD if threshold is None else threshold,
+                   threshold_calibrated=threshold is not None)
 
     def classify(self, study: Study) -> float:
         return classifier_probability(self.classifier, study, self.bf16, self.channels_last)

@@ -95,8 +95,3 @@ def weights_problems(model_dir) -> Dict[str, str]:
 def model_versions(model_dir) -> Dict[str, Optional[dict]]:
     """The record of each network's served weights (None when it has none yet)."""
     return {kind: served_record(model_dir, kind) for kind in KINDS}
-
-
-def version_numbers(model_dir) -> Dict[str, Optional[int]]:
-    """Each network's version number; 0 for weights published before records were numbered."""
-    return {kind: (record.get("version", 0) if record else None) for kind, record in model_versions(model_dir).items()}

@@ -1,8 +1,8 @@
 """Network weights on disk: safetensors files, checked by sha256, in two layers.
 
 Weights are stored as safetensors (loading them runs no code, unlike a pickled ``.pt``) in
-float16: half the size of float32, with answers equal to float32 storage on the evaluation
-set (``scripts/benchmark.py`` compares). Each file's sha256 and size are written in its version
+float16: half the size of float32; they are loaded back into float32 networks (answers against
+float32 storage have not been compared yet). Each file's sha256 and size are written in its version
 record (``bonescan.versions``); a file that does not match its record is refused with a clear
 message, so a truncated download or a bad merge is never served.
 

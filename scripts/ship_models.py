@@ -24,17 +24,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from bonescan.versions import KINDS, read_version  # noqa: E402
 from bonescan.weights import check_file, weights_file  # noqa: E402
+from evaluate_models import fmt  # noqa: E402  (the same numbers, printed the same way)
 
 SHIPPED = REPO / "apps" / "bonescan" / "model"
 LIMIT_BYTES = 60 * 1000 * 1000
 EVALUATION_FILE = "evaluation.json"
-
-
-def fmt(value) -> str:
-    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def curve(work_dir: Path, kind: str) -> str:
